@@ -1,0 +1,17 @@
+# Optional MPI communicator (LOWBIT_MPI = AUTO | ON | OFF).
+set(LOWBIT_HAVE_MPI OFF)
+if(NOT LOWBIT_MPI STREQUAL "OFF")
+  find_package(MPI COMPONENTS CXX QUIET)
+  if(MPI_CXX_FOUND)
+    set(LOWBIT_HAVE_MPI ON)
+  elseif(LOWBIT_MPI STREQUAL "ON")
+    message(FATAL_ERROR "LOWBIT_MPI=ON but MPI was not found (apt-get install libopenmpi-dev)")
+  endif()
+endif()
+
+function(lowbit_add_mpi_backend target)
+  if(LOWBIT_HAVE_MPI)
+    target_link_libraries(${target} PUBLIC MPI::MPI_CXX)
+    target_compile_definitions(${target} PUBLIC LOWBIT_HAVE_MPI=1)
+  endif()
+endfunction()

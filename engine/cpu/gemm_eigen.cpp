@@ -1,0 +1,151 @@
+// Eigen GEMM backend. Operands are Maps over the caller's memory (row-major, OuterStride = ld);
+// transposes are Eigen expressions, so nothing is copied. Eigen's GEMM threads itself with
+// OpenMP (this file is compiled with -fopenmp) and runs serially inside a parallel region,
+// which the batched path uses to spread batches over threads.
+//
+// bf16: Eigen has no bf16 x bf16 -> f32 kernel (its bfloat16 GEMM would accumulate in bf16),
+// so bf16 tiles are widened to f32 (exact) into per-thread scratch and fed to the f32 GEMM.
+// Tiles are at most kTile^3, so scratch stays bounded (2 * kTile^2 floats per thread) and each
+// element is widened about once per kTile output columns.
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "lowbit/engine/cpu/gemm.h"
+
+namespace lowbit::cpu::detail {
+
+namespace {
+
+template <class T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using ConstMap = Eigen::Map<const RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+template <class T>
+using MutMap = Eigen::Map<RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+
+template <class T, class OpA, class OpB>
+void eval(MutMap<T>& c, T alpha, const OpA& a, const OpB& b, T beta) {
+  // Eigen folds the scalar factor into its GEMM's alpha (no temporary for alpha * a).
+  if (beta == T(0)) {
+    c.noalias() = alpha * a * b;
+  } else {
+    if (beta != T(1)) c *= beta;
+    c.noalias() += alpha * a * b;
+  }
+}
+
+template <class T>
+void gemm_one(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+              const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  const ConstMap<T> a(A, ta ? K : M, ta ? M : K, Eigen::OuterStride<>(lda));
+  const ConstMap<T> b(B, tb ? N : K, tb ? K : N, Eigen::OuterStride<>(ldb));
+  MutMap<T> c(C, M, N, Eigen::OuterStride<>(ldc));
+  if (!ta && !tb) eval(c, alpha, a, b, beta);
+  else if (ta && !tb) eval(c, alpha, a.transpose(), b, beta);
+  else if (!ta && tb) eval(c, alpha, a, b.transpose(), beta);
+  else eval(c, alpha, a.transpose(), b.transpose(), beta);
+}
+
+// ---- bf16 -> f32 widening ----
+void widen_row(const uint16_t* s, int64_t n, float* d) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i));
+    _mm512_storeu_ps(d + i, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_maskz_cvtepu16_epi32(0xFFFF, h), 16)));
+  }
+#endif
+  for (; i < n; ++i) d[i] = bf16_bits_to_f32(s[i]);
+}
+
+// dst (rows x cols, dense) = widen(src rows x cols with row stride ld).
+void widen_block(const BFloat16* src, int64_t ld, int64_t rows, int64_t cols, float* dst) {
+  const auto* s = reinterpret_cast<const uint16_t*>(src);
+  const bool par = rows * cols >= (int64_t{1} << 16) && rows > 1 && !omp_in_parallel();
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t r = 0; r < rows; ++r) widen_row(s + r * ld, cols, dst + r * cols);
+}
+
+struct Scratch {
+  std::vector<float> a, b;
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+constexpr int64_t kTile = 1024;
+
+void gemm_one_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                   const BFloat16* A, int64_t lda, const BFloat16* B, int64_t ldb, float beta,
+                   float* C, int64_t ldc) {
+  Scratch& sc = scratch();
+  const int64_t mt = std::min(M, kTile), nt = std::min(N, kTile), kt = std::min(K, kTile);
+  if (static_cast<int64_t>(sc.a.size()) < mt * kt) sc.a.resize(mt * kt);
+  if (static_cast<int64_t>(sc.b.size()) < kt * nt) sc.b.resize(kt * nt);
+  for (int64_t k0 = 0; k0 < K; k0 += kTile) {
+    const int64_t kb = std::min(kTile, K - k0);
+    const float beta_k = k0 == 0 ? beta : 1.0f;
+    for (int64_t n0 = 0; n0 < N; n0 += kTile) {
+      const int64_t nb = std::min(kTile, N - n0);
+      // op(B) tile rows k0..k0+kb, cols n0..n0+nb; stored layout kept (ld = stored cols).
+      if (tb) widen_block(B + n0 * ldb + k0, ldb, nb, kb, sc.b.data());
+      else widen_block(B + k0 * ldb + n0, ldb, kb, nb, sc.b.data());
+      const int64_t ldbt = tb ? kb : nb;
+      for (int64_t m0 = 0; m0 < M; m0 += kTile) {
+        const int64_t mb = std::min(kTile, M - m0);
+        // A tiles are widened once per N tile: one conversion per kTile output columns.
+        if (ta) widen_block(A + k0 * lda + m0, lda, kb, mb, sc.a.data());
+        else widen_block(A + m0 * lda + k0, lda, mb, kb, sc.a.data());
+        const int64_t ldat = ta ? mb : kb;
+        gemm_one<float>(ta, tb, mb, nb, kb, alpha, sc.a.data(), ldat, sc.b.data(), ldbt, beta_k,
+                        C + m0 * ldc + n0, ldc);
+      }
+    }
+  }
+}
+
+// Batches in parallel (each GEMM serial) when they split evenly over the threads or are many;
+// otherwise one batch at a time with Eigen's own threading inside.
+template <class F>
+void for_each_batch(const GemmShape& s, F&& one) {
+  const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const bool par = s.batch > 1 && nt > 1 && (s.batch % nt == 0 || s.batch >= 4 * nt);
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t b = 0; b < s.batch; ++b) one(b);
+}
+
+}  // namespace
+
+void gemm_eigen(const GemmShape& s, float alpha, const float* A, const float* B, float beta,
+                float* C) {
+  for_each_batch(s, [&](int64_t b) {
+    gemm_one<float>(s.trans_a, s.trans_b, s.M, s.N, s.K, alpha, A + b * s.stride_a, s.lda,
+                    B + b * s.stride_b, s.ldb, beta, C + b * s.stride_c, s.ldc);
+  });
+}
+
+void gemm_eigen(const GemmShape& s, double alpha, const double* A, const double* B, double beta,
+                double* C) {
+  for_each_batch(s, [&](int64_t b) {
+    gemm_one<double>(s.trans_a, s.trans_b, s.M, s.N, s.K, alpha, A + b * s.stride_a, s.lda,
+                     B + b * s.stride_b, s.ldb, beta, C + b * s.stride_c, s.ldc);
+  });
+}
+
+void gemm_eigen(const GemmShape& s, float alpha, const BFloat16* A, const BFloat16* B, float beta,
+                float* C) {
+  for_each_batch(s, [&](int64_t b) {
+    gemm_one_bf16(s.trans_a, s.trans_b, s.M, s.N, s.K, alpha, A + b * s.stride_a, s.lda,
+                  B + b * s.stride_b, s.ldb, beta, C + b * s.stride_c, s.ldc);
+  });
+}
+
+}  // namespace lowbit::cpu::detail

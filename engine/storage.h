@@ -1,0 +1,51 @@
+// Storage: a refcounted byte buffer on one device. Allocators are per device type: the CPU
+// allocator is 64-byte aligned and counts live and peak bytes (tests use the peak to prove
+// kernels stay memory-efficient); the CUDA caching allocator registers itself when built.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "lowbit/engine/device.h"
+
+namespace lowbit {
+
+struct Allocator {
+  virtual ~Allocator() = default;
+  virtual void* allocate(size_t nbytes) = 0;
+  virtual void deallocate(void* p, size_t nbytes) = 0;
+};
+
+void register_allocator(DeviceType type, Allocator* alloc);
+Allocator* get_allocator(DeviceType type);
+
+struct MemoryStats {
+  int64_t live_bytes = 0;
+  int64_t peak_bytes = 0;
+};
+MemoryStats cpu_memory_stats();
+// Resets the CPU peak to the current live bytes.
+void reset_cpu_peak_memory();
+
+class Storage {
+ public:
+  Storage(size_t nbytes, Device device);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  size_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+  // Bumped by every in-place write; autograd compares it with the value at save time.
+  uint64_t version() const { return version_; }
+  void bump_version() { ++version_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t nbytes_ = 0;
+  Device device_;
+  uint64_t version_ = 0;
+};
+
+}  // namespace lowbit

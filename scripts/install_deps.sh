@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages lowbit builds against. Idempotent; skips apt when all are present.
+set -euo pipefail
+pkgs=(cmake ninja-build g++ ccache libeigen3-dev libdnnl-dev nlohmann-json3-dev
+      libgtest-dev libgmock-dev libbenchmark-dev libopenmpi-dev openmpi-bin libopenblas-dev libomp-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
