@@ -7,6 +7,11 @@
 // so bf16 tiles are widened to f32 (exact) into per-thread scratch and fed to the f32 GEMM.
 // Tiles are at most kTile^3, so scratch stays bounded (2 * kTile^2 floats per thread) and each
 // element is widened about once per kTile output columns.
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 reports -Wmaybe-uninitialized inside its own AVX-512 intrinsics (_mm*_undefined_*)
+// when Eigen's kernels are inlined here; the values are never read.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <omp.h>
 
 #include <Eigen/Core>

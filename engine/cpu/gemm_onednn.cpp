@@ -104,21 +104,23 @@ memory::desc make_desc(memory::data_type dt, int64_t batch, int64_t rows, int64_
 std::shared_ptr<const Entry> create(const Key& k) {
   auto e = std::make_shared<Entry>();
   const auto in_dt = k.kind == Kind::f32 ? memory::data_type::f32 : memory::data_type::bf16;
-  e->src = make_desc(in_dt, k.batch, k.M, k.K, k.lda, k.ta, k.sa);
-  e->wei = make_desc(in_dt, k.batch, k.K, k.N, k.ldb, k.tb, k.sb);
-  e->dst = make_desc(memory::data_type::f32, k.batch, k.M, k.N, k.ldc, false, k.sc);
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   float alpha, beta;
   std::memcpy(&alpha, &k.alpha_bits, 4);
   std::memcpy(&beta, &k.beta_bits, 4);
-  if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
-  if (beta != 0.0f) {
-    dnnl::post_ops po;
-    po.append_sum(beta);
-    attr.set_post_ops(po);
-  }
   try {
+    // Throws for layouts oneDNN cannot describe, e.g. input batches that overlap (a batch
+    // stride smaller than one matrix: legal for read-only operands, handled by Eigen).
+    e->src = make_desc(in_dt, k.batch, k.M, k.K, k.lda, k.ta, k.sa);
+    e->wei = make_desc(in_dt, k.batch, k.K, k.N, k.ldb, k.tb, k.sb);
+    e->dst = make_desc(memory::data_type::f32, k.batch, k.M, k.N, k.ldc, false, k.sc);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
+    if (beta != 0.0f) {
+      dnnl::post_ops po;
+      po.append_sum(beta);
+      attr.set_post_ops(po);
+    }
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(e->src, e->wei, e->dst), attr, cpu_engine());
     const std::string impl = pd.impl_info_str();
     if (impl.rfind("ref", 0) == 0) {
@@ -128,7 +130,7 @@ std::shared_ptr<const Entry> create(const Key& k) {
       e->prim = dnnl::matmul(pd);
     }
   } catch (const dnnl::error&) {
-    e->fallback = true;  // unimplemented geometry/attributes
+    e->fallback = true;  // undescribable layout, or unimplemented geometry/attributes
   }
   return e;
 }

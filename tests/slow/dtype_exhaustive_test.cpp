@@ -218,8 +218,9 @@ class DefinitionRef {
 
   // Expected code for a non-NaN input: round to nearest, ties to the even code; overflow to
   // inf (at or above max + ulp/2, where the tie goes to the even, out-of-range neighbour) or
-  // saturation to max finite. Callers handle NaN inputs.
-  uint32_t encode(float x) const {
+  // saturation to max finite. Callers handle NaN inputs. `cursor` (optional) remembers the
+  // last table position so monotone sweeps don't repeat the search.
+  uint32_t encode(float x, uint32_t* cursor = nullptr) const {
     const uint32_t sign = std::signbit(x) ? sign_bit_ : 0u;
     const double a = std::fabs(static_cast<double>(x));
     if (s_.saturates) {
@@ -227,11 +228,9 @@ class DefinitionRef {
     } else if (a >= overflow_threshold_) {
       return sign | inf_code_;
     }
-    // hi = first value > a; lo = hi - 1 (value <= a).
-    const auto it = std::upper_bound(values_.begin(), values_.end(), a);
-    const uint32_t hi = static_cast<uint32_t>(it - values_.begin());
-    const uint32_t lo = hi - 1;
-    if (values_[lo] == a) return sign | lo;
+    const uint32_t lo = floor_index(a, cursor);  // values_[lo] <= a < values_[lo + 1]
+    if (values_[lo] == a || lo == max_code_) return sign | lo;  // exact, or in (max, threshold)
+    const uint32_t hi = lo + 1;
     // a - lo vs hi - a  <=>  2a vs lo + hi; both sides are exact in double (2a is a doubled
     // float; lo + hi has at most M + 2 significant bits since hi - lo is one ulp of lo).
     const double twice = 2 * a, sum = values_[lo] + values_[hi];
@@ -250,6 +249,26 @@ class DefinitionRef {
   const std::vector<double>& values() const { return values_; }
 
  private:
+  // Index of the largest table value <= a (a >= 0 and values_[0] == 0).
+  uint32_t floor_index(double a, uint32_t* cursor) const {
+    const uint32_t n = static_cast<uint32_t>(values_.size());
+    if (cursor && *cursor < n && values_[*cursor] <= a) {
+      uint32_t i = *cursor;
+      while (i + 1 < n && values_[i + 1] <= a) ++i;
+      return *cursor = i;
+    }
+    // Branch-free binary search.
+    const double* base = values_.data();
+    for (uint32_t len = n; len > 1;) {
+      const uint32_t half = len / 2;
+      base = base[half] <= a ? base + half : base;
+      len -= half;
+    }
+    const uint32_t i = static_cast<uint32_t>(base - values_.data());
+    if (cursor) *cursor = i;
+    return i;
+  }
+
   FormatSpec s_;
   int bits_ = 0;
   uint32_t sign_bit_ = 0, max_code_ = 0, inf_code_ = 0;
@@ -266,7 +285,7 @@ const DefinitionRef& def_ref(Fmt f) {
 
 // Checks our encode of x against the definition. NaN inputs must give the code our header
 // documents: fp8 0x7F|sign, fp4 kFp4NaNCode, f16/bf16 a quiet NaN with the input's sign.
-void check_encode_vs_definition(Fmt f, float x, Mismatches& mm) {
+void check_encode_vs_definition(Fmt f, float x, Mismatches& mm, uint32_t* cursor = nullptr) {
   const DefinitionRef& ref = def_ref(f);
   const uint32_t got = our_encode(f, x);
   if (std::isnan(x)) {
@@ -284,7 +303,7 @@ void check_encode_vs_definition(Fmt f, float x, Mismatches& mm) {
     if (!ok) mm.add(std::string(ref.fmt().name) + " encode(" + describe(x) + ") = " + hex(got) + ", not the documented NaN code");
     return;
   }
-  const uint32_t want = ref.encode(x);
+  const uint32_t want = ref.encode(x, cursor);
   if (got != want)
     mm.add(std::string(ref.fmt().name) + " encode(" + describe(x) + ") = " + hex(got) + ", definition says " + hex(want));
 }
@@ -416,10 +435,11 @@ TEST(DefinitionReference, DenseSweepFp8Fp4) {
     const DenseRange r = dense_range(f);
     Mismatches mm;
     parallel_ranges(r.hi - r.lo, mm, [f, r](uint64_t b, uint64_t e, Mismatches& m) {
+      uint32_t cursor = 0;  // magnitudes increase along the sweep
       for (uint64_t i = b; i < e; ++i) {
         const uint32_t u = r.lo + static_cast<uint32_t>(i);
-        check_encode_vs_definition(f, float_of(u), m);
-        check_encode_vs_definition(f, float_of(u | 0x80000000u), m);
+        check_encode_vs_definition(f, float_of(u), m, &cursor);
+        check_encode_vs_definition(f, float_of(u | 0x80000000u), m, &cursor);
       }
     });
     EXPECT_EQ(mm.count, 0u) << spec(f).name << ": " << mm.report();

@@ -1,0 +1,17 @@
+// Rotary position embedding, HF "rotate half" convention (Llama, Qwen): the head dim is split
+// into halves (x1, x2) and rotated as (x1 cos - x2 sin, x2 cos + x1 sin), with frequency
+// theta^(-2i/D) for i < D/2 repeated over both halves.
+#pragma once
+#include <utility>
+
+#include "lowbit/engine/tensor.h"
+
+namespace lowbit {
+
+// -> cos, sin: (T, D) for positions offset .. offset+T-1 (computed in f64, stored as dtype)
+std::pair<Tensor, Tensor> rope_cos_sin(int64_t T, int64_t D, double theta = 10000.0, int64_t offset = 0,
+                                       DType dtype = DType::f32, Device device = kCPU);
+// x: (..., T, D), cos, sin: (T, D) -> (..., T, D)
+Tensor apply_rope(const Tensor& x, const Tensor& cos, const Tensor& sin);
+
+}  // namespace lowbit
