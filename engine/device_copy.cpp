@@ -9,6 +9,10 @@ namespace {
 DeviceCopyFn g_copy_fns[3] = {nullptr, nullptr, nullptr};
 }
 
+#if defined(LOWBIT_HAVE_CUDA)
+void register_cuda_backend();  // engine/cuda/caching_allocator.cpp
+#endif
+
 void register_device_copy(DeviceType type, DeviceCopyFn fn) { g_copy_fns[static_cast<int>(type)] = fn; }
 
 void device_copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) {
@@ -20,6 +24,9 @@ void device_copy_bytes(void* dst, Device dst_dev, const void* src, Device src_de
     return;
   }
   const DeviceType t = dst_dev.is_cpu() ? src_dev.type : dst_dev.type;
+#if defined(LOWBIT_HAVE_CUDA)
+  if (t == DeviceType::CUDA && g_copy_fns[1] == nullptr) register_cuda_backend();
+#endif
   DeviceCopyFn fn = g_copy_fns[static_cast<int>(t)];
   LOWBIT_CHECK(fn != nullptr, "copy between ", src_dev, " and ", dst_dev, ": lowbit was built without that backend");
   fn(dst, dst_dev, src, src_dev, nbytes);

@@ -12,7 +12,7 @@ namespace {
 std::atomic<int64_t> g_live{0}, g_peak{0};
 
 struct CpuAllocator final : Allocator {
-  void* allocate(size_t nbytes) override {
+  void* allocate(size_t nbytes, Device) override {
     if (nbytes == 0) return nullptr;
     const size_t rounded = (nbytes + 63) / 64 * 64;
     void* p = std::aligned_alloc(64, rounded);
@@ -30,8 +30,8 @@ struct CpuAllocator final : Allocator {
   }
 };
 
-CpuAllocator g_cpu_allocator;
-Allocator* g_allocators[3] = {&g_cpu_allocator, nullptr, nullptr};
+// Never destroyed: a static Storage may be freed after this file's statics at exit.
+Allocator* g_allocators[3] = {new CpuAllocator, nullptr, nullptr};
 
 }  // namespace
 
@@ -63,7 +63,15 @@ Device parse_device(const std::string& s) {
 
 void register_allocator(DeviceType type, Allocator* alloc) { g_allocators[static_cast<int>(type)] = alloc; }
 
+#if defined(LOWBIT_HAVE_CUDA)
+void register_cuda_backend();  // engine/cuda/caching_allocator.cpp
+#endif
+
 Allocator* get_allocator(DeviceType type) {
+#if defined(LOWBIT_HAVE_CUDA)
+  // A static library may drop the backend's self-registering object file: register on first use.
+  if (type == DeviceType::CUDA && g_allocators[1] == nullptr) register_cuda_backend();
+#endif
   Allocator* a = g_allocators[static_cast<int>(type)];
   LOWBIT_CHECK(a != nullptr || type == DeviceType::Meta, "no allocator for device type ",
                Device(type).str(), ": lowbit was built without that backend");
@@ -74,7 +82,7 @@ MemoryStats cpu_memory_stats() { return {g_live.load(), g_peak.load()}; }
 void reset_cpu_peak_memory() { g_peak.store(g_live.load()); }
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
-  if (!device.is_meta()) data_ = get_allocator(device.type)->allocate(nbytes);
+  if (!device.is_meta()) data_ = get_allocator(device.type)->allocate(nbytes, device);
 }
 
 Storage::~Storage() {

@@ -12,7 +12,7 @@ namespace lowbit {
 
 struct Allocator {
   virtual ~Allocator() = default;
-  virtual void* allocate(size_t nbytes) = 0;
+  virtual void* allocate(size_t nbytes, Device device) = 0;
   virtual void deallocate(void* p, size_t nbytes) = 0;
 };
 

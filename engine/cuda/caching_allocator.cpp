@@ -48,10 +48,10 @@ BlockCache& cache() {
 }
 
 struct CudaAllocator final : Allocator {
-  void* allocate(size_t nbytes) override {
+  void* allocate(size_t nbytes, Device device) override {
     if (nbytes == 0) return nullptr;
     LOWBIT_CHECK(cuda_available(), "cannot allocate ", nbytes, " bytes of CUDA memory: no CUDA device is available");
-    return cuda_allocate(nbytes, cuda_current_device());
+    return cuda_allocate(nbytes, device.index);
   }
   void deallocate(void* p, size_t) override { cuda_free(p); }
 };

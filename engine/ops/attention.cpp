@@ -500,7 +500,10 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     Grads r;
     if (q.device().is_meta()) {
       if (want_q) r.dq = empty(q.shape(), q.dtype(), q.device());
-      if (want_kv) r.dk = empty(k.shape(), k.dtype(), k.device()), r.dv = empty(v.shape(), v.dtype(), v.device());
+      if (want_kv) {
+        r.dk = empty(k.shape(), k.dtype(), k.device());
+        r.dv = empty(v.shape(), v.dtype(), v.device());
+      }
     } else {
       LOWBIT_CHECK(a.grad.shape() == q.shape(), kOp, ": backward: grad shape ", shape_str(a.grad.shape()),
                    " != output shape ", shape_str(q.shape()));
