@@ -5,7 +5,8 @@
 // Shapes: squares 256, 1024, 2048 and the transformer GEMMs of the 10M model (hidden 384, ffn
 // 1024, vocab 8192) and 50M model (768, 2048, 16384) at M = 1024 token rows:
 //   qkv/out proj (M,h)x(h,h), ffn up (M,h)x(h,f), ffn down (M,f)x(f,h), logits (M,h)x(h,v);
-// plus the backward layouts of the 50M ffn-up GEMM: dX = dY W^T ("nt") and dW = X^T dY ("tn").
+// plus the backward layouts of the 50M ffn-up GEMM: dX = dY W^T ("nt") and dW = X^T dY ("tn"),
+// and two batched attention GEMMs (gemm_batched; OpenBLAS: a loop of sgemm calls).
 //
 // Benchmarks are registered implementation by implementation with OpenBLAS last: its idle
 // worker threads spin for a while after each call and would steal a core from whatever runs
@@ -59,6 +60,7 @@ struct Shape {
   std::string label;
   int64_t M, N, K;
   bool ta = false, tb = false;
+  int64_t batch = 1;  // > 1: gemm_batched over dense stacked matrices
 };
 
 std::vector<Shape> shapes() {
@@ -77,11 +79,14 @@ std::vector<Shape> shapes() {
   }
   v.push_back({"50M_ffn_up_dX_nt", 1024, 768, 2048, false, true});  // dY (M,f) @ W^T
   v.push_back({"50M_ffn_up_dW_tn", 768, 2048, 1024, true, false});  // X^T (h,M) @ dY (M,f)
+  // Attention, 16 (sequence, head) pairs of 256 tokens, head dim 64: Q K^T and P V.
+  v.push_back({"attn_qk_b16", 256, 256, 64, false, true, 16});
+  v.push_back({"attn_pv_b16", 256, 64, 256, false, false, 16});
   return v;
 }
 
 void set_counters(benchmark::State& st, const Shape& s) {
-  st.counters["GFLOPS"] = benchmark::Counter(2.0 * s.M * s.N * s.K * 1e-9,
+  st.counters["GFLOPS"] = benchmark::Counter(2.0 * s.batch * s.M * s.N * s.K * 1e-9,
                                              benchmark::Counter::kIsIterationInvariantRate);
   st.counters["threads"] = omp_get_max_threads();
 }
@@ -93,14 +98,18 @@ int64_t ldb_of(const Shape& s) { return s.tb ? s.K : s.N; }
 template <class TI>
 void bm_lowbit(benchmark::State& st, Shape s, GemmBackend be) {
   lowbit::cpu::GemmBackendGuard guard(be);
-  const size_t na = s.M * s.K, nb = s.K * s.N, nc = s.M * s.N;
+  const size_t na = s.batch * s.M * s.K, nb = s.batch * s.K * s.N, nc = s.batch * s.M * s.N;
   Buf<TI> a(na), b(nb);
   Buf<float> c(nc);
   fill(a, na, 1);
   fill(b, nb, 2);
   auto run = [&] {
-    lowbit::cpu::gemm(s.ta, s.tb, s.M, s.N, s.K, 1.0f, a.p, lda_of(s), b.p, ldb_of(s), 0.0f, c.p,
-                      s.N);
+    if (s.batch == 1)
+      lowbit::cpu::gemm(s.ta, s.tb, s.M, s.N, s.K, 1.0f, a.p, lda_of(s), b.p, ldb_of(s), 0.0f,
+                        c.p, s.N);
+    else
+      lowbit::cpu::gemm_batched(s.batch, s.ta, s.tb, s.M, s.N, s.K, 1.0f, a.p, lda_of(s),
+                                s.M * s.K, b.p, ldb_of(s), s.K * s.N, 0.0f, c.p, s.N, s.M * s.N);
   };
   run();  // oneDNN: creates and caches the primitive outside the timed loop
   for (auto _ : st) {
@@ -113,13 +122,15 @@ void bm_lowbit(benchmark::State& st, Shape s, GemmBackend be) {
 
 #if defined(LOWBIT_BENCH_HAVE_BLAS)
 void bm_openblas(benchmark::State& st, Shape s) {
-  const size_t na = s.M * s.K, nb = s.K * s.N, nc = s.M * s.N;
+  const size_t na = s.batch * s.M * s.K, nb = s.batch * s.K * s.N, nc = s.batch * s.M * s.N;
   Buf<float> a(na), b(nb), c(nc);
   fill(a, na, 1);
   fill(b, nb, 2);
-  auto run = [&] {
-    cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans,
-                s.M, s.N, s.K, 1.0f, a.p, lda_of(s), b.p, ldb_of(s), 0.0f, c.p, s.N);
+  auto run = [&] {  // batched: one sgemm per batch (OpenBLAS 0.3.21 has no strided batch API)
+    for (int64_t i = 0; i < s.batch; ++i)
+      cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans,
+                  s.tb ? CblasTrans : CblasNoTrans, s.M, s.N, s.K, 1.0f, a.p + i * s.M * s.K,
+                  lda_of(s), b.p + i * s.K * s.N, ldb_of(s), 0.0f, c.p + i * s.M * s.N, s.N);
   };
   run();
   for (auto _ : st) {
@@ -132,8 +143,8 @@ void bm_openblas(benchmark::State& st, Shape s) {
 #endif
 
 std::string shape_name(const Shape& s) {
-  return s.label + "/" + std::to_string(s.M) + "x" + std::to_string(s.N) + "x" +
-         std::to_string(s.K);
+  return s.label + "/" + (s.batch > 1 ? std::to_string(s.batch) + "x" : "") +
+         std::to_string(s.M) + "x" + std::to_string(s.N) + "x" + std::to_string(s.K);
 }
 
 void register_all() {

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "lowbit/engine/macros.h"
@@ -213,6 +214,19 @@ template <class To, class From>
 LOWBIT_HD To convert(From v) {
   if constexpr (std::is_same_v<To, From>) {
     return v;
+  } else if constexpr (std::is_integral_v<To> && !std::is_integral_v<From>) {
+    // Float -> int truncates toward zero; NaN gives 0 and out-of-range saturates (a plain
+    // cast would be undefined behaviour there).
+    double d;
+    if constexpr (std::is_same_v<From, double>) {
+      d = v;
+    } else {
+      d = static_cast<double>(static_cast<float>(v));
+    }
+    if (!(d == d)) return To(0);
+    if (d <= static_cast<double>(std::numeric_limits<To>::min())) return std::numeric_limits<To>::min();
+    if (d >= static_cast<double>(std::numeric_limits<To>::max())) return std::numeric_limits<To>::max();
+    return static_cast<To>(d);
   } else if constexpr (std::is_arithmetic_v<From> && std::is_arithmetic_v<To>) {
     return static_cast<To>(v);
   } else if constexpr (std::is_arithmetic_v<To>) {

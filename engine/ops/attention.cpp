@@ -40,6 +40,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <exception>
 #include <limits>
@@ -60,6 +61,11 @@ constexpr const char* kOp = "scaled_dot_product_attention";
 // GEMM is still large enough (64 x 64 x D) to amortize the per-call GEMM overhead.
 constexpr int64_t kBlockQ = 64;
 constexpr int64_t kBlockK = 64;
+// Below this many multiply-adds (B * Hq * T * S * D, halved when causal) a call runs on the
+// calling thread: a parallel region's start-up and barrier would cost more than they save.
+constexpr int64_t kMinParallelWork = int64_t{1} << 18;
+
+std::atomic<int> g_backward_schedule{0};  // detail::AttentionBackward, for tests
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t m) { return ceil_div(a, m) * m; }
@@ -75,6 +81,11 @@ struct Geom {
   int64_t key_end(int64_t q0, int64_t nq) const { return causal ? std::min(S, q0 + nq + off) : S; }
   // The first query block with a row that sees key k0.
   int64_t first_qblock(int64_t k0) const { return causal ? std::max<int64_t>(0, k0 - off) / kBlockQ : 0; }
+  // OpenMP threads for the kernels (1: run serially).
+  int threads() const {
+    const int64_t work = B * Hq * T * S * D / (causal ? 2 : 1);
+    return work >= kMinParallelWork && !omp_in_parallel() ? omp_get_max_threads() : 1;
+  }
 };
 
 // Element (b, h, t, d) of a 4-D CPU tensor, any strides.
@@ -178,7 +189,7 @@ void attention_forward_cpu(const Geom& g, const Tensor& q, const Tensor& k, cons
   T* O = out.data<T>();
   C* L = lse.data<C>();
   const int64_t D = g.D;
-  const int nt = omp_get_max_threads();
+  const int nt = g.threads();
   const int64_t per = 3 * slot(kBlockQ * D) + 2 * slot(kBlockK * D) + slot(kBlockQ * kBlockK) + 2 * slot(kBlockQ);
   const Workspace<C> ws(nt, per);
   const C ninf = -std::numeric_limits<C>::infinity();
@@ -377,6 +388,7 @@ Grads attention_backward_cpu(const Geom& g, const Tensor& q, const Tensor& k, co
   const int64_t rows = g.B * g.Hq * g.T;
   if (g.S == 0 || (!want_kv && rows == 0)) return r;
 
+  const int nt = g.threads();
   // D_i = rowsum(dO * O), in the compute type.
   const Tensor di = empty({g.B, g.Hq, g.T}, dtype_of<C>);
   {
@@ -384,7 +396,7 @@ Grads attention_backward_cpu(const Geom& g, const Tensor& q, const Tensor& k, co
     const T* O = out.data<T>();
     C* Dp = di.data<C>();
     const int64_t D = g.D;
-#pragma omp parallel for schedule(static) if (rows * D > 32768)
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && rows * D > 32768)
     for (int64_t r2 = 0; r2 < rows; ++r2) {
       const int64_t t = r2 % g.T, h = r2 / g.T % g.Hq, b = r2 / (g.T * g.Hq);
       const T* go = dO.row(b, h, t);
@@ -397,15 +409,16 @@ Grads attention_backward_cpu(const Geom& g, const Tensor& q, const Tensor& k, co
 
   const BackwardCtx<T> ctx{g, Operand<T>(q), Operand<T>(k), Operand<T>(v), Operand<T>(dout), lse.data<C>(),
                            di.data<C>()};
-  const int nt = omp_get_max_threads();
   const Workspace<C> ws(nt, BackwardCtx<T>::scratch_elems(g.D));
   T* dk = want_kv ? r.dk.data<T>() : nullptr;
   T* dv = want_kv ? r.dv.data<T>() : nullptr;
 
   // Fused single pass when the (batch, kv head) tasks balance over the threads (>= 3/4 busy).
-  const int p = omp_in_parallel() ? 1 : nt;
   const int64_t n_pairs = g.B * g.Hkv;
-  const bool fused = want_q && want_kv && (p == 1 || 4 * n_pairs >= 3 * p * ceil_div(n_pairs, p));
+  const auto sched = static_cast<detail::AttentionBackward>(g_backward_schedule.load());
+  const bool balanced = nt == 1 || 4 * n_pairs >= 3 * nt * ceil_div(n_pairs, nt);
+  const bool fused = want_q && want_kv &&
+                     (sched == detail::AttentionBackward::Auto ? balanced : sched == detail::AttentionBackward::Fused);
   if (fused) {
     Tensor dq_acc = std::is_same_v<T, C> ? r.dq : empty(q.shape(), dtype_of<C>);
     fill_(dq_acc, 0.0);
@@ -473,6 +486,12 @@ Geom check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, bool causal
 }
 
 }  // namespace
+
+namespace detail {
+void set_attention_backward_for_testing(AttentionBackward schedule) {
+  g_backward_schedule.store(static_cast<int>(schedule));
+}
+}  // namespace detail
 
 // q: (B, Hq, T, D), k, v: (B, Hkv, S, D) -> (B, Hq, T, D)
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double scale) {

@@ -28,4 +28,12 @@ namespace lowbit {
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true,
                                     double scale = 0);
 
+namespace detail {
+// Testing hook: the backward schedule (see attention.cpp). Auto picks the fused single pass
+// when the (batch, kv head) pairs balance over the threads, else the two-pass KV + Q schedule.
+// Process-wide; not for use while other threads run attention.
+enum class AttentionBackward { Auto, Fused, TwoPass };
+void set_attention_backward_for_testing(AttentionBackward schedule);
+}  // namespace detail
+
 }  // namespace lowbit

@@ -151,8 +151,7 @@ void check_against_reference(const Dims& d, DType dt, Tol out_tol, Tol grad_tol,
   expect_close(v.grad().to_vector<double>(), r.dv, grad_tol.atol, grad_tol.rtol, tag + " dv");
 }
 
-// Sets the OpenMP thread count for a scope. With one (batch, kv head) pair, 1 thread runs the
-// fused backward and 2 threads the two-pass (KV pass + Q pass) backward; both are tested.
+// Sets the OpenMP thread count for a scope.
 class ThreadsGuard {
  public:
   explicit ThreadsGuard(int n) : prev_(omp_get_max_threads()) { omp_set_num_threads(n); }
@@ -162,6 +161,27 @@ class ThreadsGuard {
   int prev_;
 };
 
+// Forces the backward schedule (fused single pass, or KV pass + Q pass) for a scope.
+using detail::AttentionBackward;
+class ScheduleGuard {
+ public:
+  explicit ScheduleGuard(AttentionBackward s) { detail::set_attention_backward_for_testing(s); }
+  ~ScheduleGuard() { detail::set_attention_backward_for_testing(AttentionBackward::Auto); }
+};
+
+// Every (thread count, backward schedule) combination.
+template <class F>
+void for_each_config(F&& f) {
+  for (int threads : {1, 2})
+    for (AttentionBackward s : {AttentionBackward::Fused, AttentionBackward::TwoPass}) {
+      ThreadsGuard tg(threads);
+      ScheduleGuard sg(s);
+      SCOPED_TRACE(std::string("threads=") + std::to_string(threads) +
+                   (s == AttentionBackward::Fused ? " fused" : " two-pass"));
+      f();
+    }
+}
+
 // Shapes around the 64-row blocks: T, S not multiples of 64, T < S, GQA and MHA, D = 8/16,
 // causal and not, a decode step (T = 1).
 const std::vector<Dims> kShapes = {
@@ -170,19 +190,17 @@ const std::vector<Dims> kShapes = {
 };
 
 TEST(Attention, MatchesReferenceF64) {
-  for (int threads : {1, 2}) {
-    ThreadsGuard tg(threads);
+  for_each_config([] {
     for (const Dims& d : kShapes) check_against_reference(d, DType::f64, {1e-12, 1e-10}, {1e-12, 1e-10});
-  }
+  });
 }
 
 TEST(Attention, MatchesReferenceF32) {
   // f32 accumulation over <= 200 keys and D <= 16 terms: errors of a few f32 ulps of the
   // largest magnitudes (2^-24 ~ 6e-8), far inside 1e-5.
-  for (int threads : {1, 2}) {
-    ThreadsGuard tg(threads);
+  for_each_config([] {
     for (const Dims& d : kShapes) check_against_reference(d, DType::f32, {1e-5, 1e-5}, {1e-5, 1e-5});
-  }
+  });
 }
 
 TEST(Attention, MatchesReferenceBF16AndF16) {
@@ -192,23 +210,21 @@ TEST(Attention, MatchesReferenceBF16AndF16) {
   // about P * 2^-9 * sum|dO * O|, which spreads into dQ, dK as an absolute error of order
   // 1e-3..1e-2 of the largest gradient. Hence 2^-8 relative + 1% of max|ref| absolute for the
   // output and 2% of max|ref| for the gradients (f16, 2^-11, gets 4x tighter bounds).
-  for (int threads : {1, 2}) {
-    ThreadsGuard tg(threads);
+  for_each_config([] {
     for (const Dims& d : kShapes) check_against_reference(d, DType::bf16, {1e-2, 4e-3}, {2e-2, 1e-2});
     for (const Dims& d : {kShapes[0], kShapes[1]})
       check_against_reference(d, DType::f16, {2.5e-3, 1e-3}, {5e-3, 2.5e-3});
-  }
+  });
 }
 
 TEST(Attention, LargeScoresStayStable) {
   // Scores up to ~|scale * D| = 64: exp would overflow f32 without the running max; the online
   // softmax rescales the accumulator across key blocks.
   const Dims d{1, 2, 2, 90, 140, 16, true, 4.0};
-  for (int threads : {1, 2}) {
-    ThreadsGuard tg(threads);
+  for_each_config([&] {
     check_against_reference(d, DType::f32, {1e-4, 1e-4}, {1e-4, 1e-4}, 7, 1.0);
     check_against_reference(d, DType::f64, {1e-12, 1e-10}, {1e-12, 1e-10}, 7, 1.0);
-  }
+  });
 }
 
 TEST(Attention, ExplicitScaleAndDefaultScale) {
@@ -229,8 +245,7 @@ TEST(Attention, NonContiguousInputsAndExpandedGrad) {
   // gradient reaches the op as an expanded (stride 0) tensor.
   const Dims d{2, 4, 2, 75, 75, 16, true};
   for (DType dt : {DType::f64, DType::f32, DType::bf16}) {
-    for (int threads : {1, 2}) {
-      ThreadsGuard tg(threads);
+    for_each_config([&] {
       const Shape qs{d.B, d.T, d.Hq, d.D}, ks{d.B, d.S, d.Hkv, d.D};
       Tensor q0 = leaf(random_values(shape_numel(qs), 11), qs, dt);
       Tensor k0 = leaf(random_values(shape_numel(ks), 12), ks, dt);
@@ -243,12 +258,12 @@ TEST(Attention, NonContiguousInputsAndExpandedGrad) {
                               v.contiguous().to_vector<double>(),
                               std::vector<double>(static_cast<size_t>(out.numel()), 1.0));
       const Tol tol = dt == DType::f64 ? Tol{1e-12, 1e-10} : dt == DType::f32 ? Tol{1e-5, 1e-5} : Tol{2e-2, 1e-2};
-      const std::string tag = std::string(dtype_name(dt)) + " threads=" + std::to_string(threads);
+      const std::string tag(dtype_name(dt));
       expect_close(out.to_vector<double>(), r.out, tol.atol, tol.rtol, tag + " out");
       expect_close(q0.grad().transpose(1, 2).contiguous().to_vector<double>(), r.dq, tol.atol, tol.rtol, tag + " dq");
       expect_close(k0.grad().transpose(1, 2).contiguous().to_vector<double>(), r.dk, tol.atol, tol.rtol, tag + " dk");
       expect_close(v0.grad().transpose(1, 2).contiguous().to_vector<double>(), r.dv, tol.atol, tol.rtol, tag + " dv");
-    }
+    });
   }
 }
 
@@ -297,10 +312,27 @@ TEST(Attention, DeterministicForAGivenThreadCount) {
     ThreadsGuard tg(1);
     one = run();
   }
-  ThreadsGuard tg(2);
-  const auto a = run(), b = run();
-  EXPECT_EQ(a, b);
-  EXPECT_EQ(a[0], one[0]);  // the forward does not depend on the thread count at all
+  {
+    ThreadsGuard tg(2);
+    const auto a = run(), b = run();
+    EXPECT_EQ(a, b);
+    EXPECT_EQ(a[0], one[0]);  // the forward does not depend on the thread count at all
+  }
+  // With the schedule pinned, every result is computed by one task in a fixed order: the
+  // thread count does not matter either.
+  for (AttentionBackward s : {AttentionBackward::Fused, AttentionBackward::TwoPass}) {
+    ScheduleGuard sg(s);
+    std::vector<std::vector<float>> r1, r2;
+    {
+      ThreadsGuard tg(1);
+      r1 = run();
+    }
+    {
+      ThreadsGuard tg(2);
+      r2 = run();
+    }
+    EXPECT_EQ(r1, r2);
+  }
 }
 
 TEST(Attention, GradcheckF64) {
@@ -328,14 +360,14 @@ TEST(Attention, GradcheckF64) {
     EXPECT_TRUE(r.ok) << r.message;
   }
   // Several 64-row blocks (T = S = 67), causal, under both backward schedules.
-  for (int threads : {1, 2}) {
-    ThreadsGuard tg(threads);
+  for (AttentionBackward s : {AttentionBackward::Fused, AttentionBackward::TwoPass}) {
+    ScheduleGuard sg(s);
     Tensor q = leaf(random_values(67 * 2, 47), {1, 1, 67, 2}, DType::f64);
     Tensor k = leaf(random_values(67 * 2, 48), {1, 1, 67, 2}, DType::f64);
     Tensor v = leaf(random_values(67 * 2, 49), {1, 1, 67, 2}, DType::f64);
     auto f = [](const std::vector<Tensor>& in) { return scaled_dot_product_attention(in[0], in[1], in[2], true); };
     const GradcheckResult r = gradcheck(f, {q, k, v}, opts);
-    EXPECT_TRUE(r.ok) << "threads=" << threads << ": " << r.message;
+    EXPECT_TRUE(r.ok) << (s == AttentionBackward::Fused ? "fused: " : "two-pass: ") << r.message;
   }
 }
 

@@ -263,6 +263,33 @@ TEST(Gemm, F64IgnoresOneDnnSelection) {
   check_case<double>(c);  // with OneDNN selected, f64 still runs (on Eigen)
 }
 
+TEST(Gemm, ZeroSizesAndAlphaZero) {
+  const float* no = nullptr;
+  for (GemmBackend be : backends()) {
+    GemmBackendGuard g(be);
+    float a[4] = {1, 2, 3, 4}, b[4] = {1, 1, 1, 1};
+    float c[4] = {1, 2, 3, 4};
+    gemm(false, false, 0, 2, 2, 1.0f, a, 2, b, 2, 0.0f, c, 2);  // M == 0: no-op
+    EXPECT_EQ(c[0], 1.0f);
+    gemm(false, false, 2, 2, 0, 1.0f, no, 1, no, 2, 2.0f, c, 2);  // K == 0: C *= beta
+    EXPECT_EQ(c[3], 8.0f);
+    gemm(false, false, 2, 2, 2, 0.0f, a, 2, b, 2, 0.5f, c, 2);  // alpha == 0: C *= beta
+    EXPECT_EQ(c[3], 4.0f);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    float cn[4] = {nan, nan, nan, nan};
+    gemm(false, false, 2, 2, 2, 1.0f, a, 2, b, 2, 0.0f, cn, 2);  // beta == 0: C not read
+    EXPECT_EQ(cn[0], 3.0f);
+    EXPECT_EQ(cn[3], 7.0f);
+    float cz[4] = {nan, nan, nan, nan};
+    gemm(false, false, 2, 2, 0, 1.0f, no, 1, no, 2, 0.0f, cz, 2);  // K == 0, beta == 0: zeros
+    EXPECT_EQ(cz[2], 0.0f);
+    // Batched reduction with K == 0 scales C once.
+    float cr[4] = {1, 2, 3, 4};
+    gemm_batched(3, false, false, 2, 2, 0, 1.0f, no, 1, 0, no, 2, 0, 3.0f, cr, 2, 0);
+    EXPECT_EQ(cr[1], 6.0f);
+  }
+}
+
 // Batched: dense, padded strides, broadcast A or B (stride 0), reduction (stride_c 0), and the
 // layouts the front end folds into one GEMM (M, N and K folds).
 std::vector<Case> batched_cases() {
@@ -289,6 +316,9 @@ std::vector<Case> batched_cases() {
         bb.ta = ta, bb.tb = tb;
         bb.M = 7, bb.N = 33, bb.K = 65, bb.sb = 0, bb.alpha = 0.5, bb.beta = 1.0;
         add(bb);
+        Case bc = bb;                             // A stacked but C batches padded: no fold
+        bc.sc = bc.stride_c() + 3;
+        add(bc);
         bb.pad_a = 2, bb.sa = bb.stride_a() + 3;  // B broadcast, not foldable
         add(bb);
         Case ab;                                  // A broadcast
@@ -311,6 +341,9 @@ std::vector<Case> batched_cases() {
     else c.sb = c.N, c.pad_b = 2 * c.N; // B_b stored (K,N) side by side in a (K, 3N) matrix
     c.seed = seed++;
     v.push_back(c);
+    c.sc = -1;  // same B layout and ldc, but C batches stacked: no N fold
+    c.seed = seed++;
+    v.push_back(c);
   }
   // K fold: reduction with A_b, B_b consecutive along K (the weight-gradient layout).
   for (bool ta : {false, true})
@@ -321,6 +354,9 @@ std::vector<Case> batched_cases() {
       else c.sa = c.K, c.pad_a = 3 * c.K;     // A_b stored (M,K): side by side
       if (tb) c.sb = c.K, c.pad_b = 3 * c.K;  // B_b stored (N,K): side by side
       else c.sb = c.K * c.N;                  // B_b stored (K,N): stacked rows
+      c.seed = seed++;
+      v.push_back(c);
+      c.sb += c.ldb();  // B batches one row further apart: no K fold
       c.seed = seed++;
       v.push_back(c);
     }

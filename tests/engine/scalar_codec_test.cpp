@@ -33,7 +33,7 @@ void expect_same(float got, float want, const char* what, unsigned code) {
 // FP4 E2M1: 1 sign, 2 exponent (bias 1), 1 mantissa; no inf, no NaN.
 // ---------------------------------------------------------------------------------------------
 
-TEST(Fp4E2M1, DecodesAll16Codes) {
+TEST(CodecFp4E2M1, DecodesAll16Codes) {
   // Positive half: e=0 subnormals 0, 0.5; e=1: 1, 1.5; e=2: 2, 3; e=3: 4, 6.
   const float positive[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
   for (unsigned code = 0; code < 16; ++code) {
@@ -43,12 +43,12 @@ TEST(Fp4E2M1, DecodesAll16Codes) {
   }
 }
 
-TEST(Fp4E2M1, DecodeIgnoresHighNibble) {
+TEST(CodecFp4E2M1, DecodeIgnoresHighNibble) {
   EXPECT_EQ(fp4_e2m1_bits_to_f32(0xF3), 1.5f);  // low nibble 0x3
   EXPECT_EQ(fp4_e2m1_bits_to_f32(0x3F), -6.0f);  // low nibble 0xF
 }
 
-TEST(Fp4E2M1, EncodesEveryValueExactly) {
+TEST(CodecFp4E2M1, EncodesEveryValueExactly) {
   const float positive[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
   for (unsigned i = 0; i < 8; ++i) {
     EXPECT_EQ(f32_to_fp4_e2m1_bits(positive[i]), i) << positive[i];
@@ -56,7 +56,7 @@ TEST(Fp4E2M1, EncodesEveryValueExactly) {
   }
 }
 
-TEST(Fp4E2M1, TiesRoundToEvenCode) {
+TEST(CodecFp4E2M1, TiesRoundToEvenCode) {
   struct Case { float x; uint8_t code; };
   const Case cases[] = {
       {0.25f, 0x0},  // 0 | 0.5   -> 0   (code 0 even)
@@ -71,7 +71,7 @@ TEST(Fp4E2M1, TiesRoundToEvenCode) {
   for (const Case& c : cases) EXPECT_EQ(f32_to_fp4_e2m1_bits(c.x), c.code) << c.x;
 }
 
-TEST(Fp4E2M1, JustOffTiesRoundToNearest) {
+TEST(CodecFp4E2M1, JustOffTiesRoundToNearest) {
   EXPECT_EQ(f32_to_fp4_e2m1_bits(std::nextafter(0.25f, 1.0f)), 0x1);  // -> 0.5
   EXPECT_EQ(f32_to_fp4_e2m1_bits(std::nextafter(0.25f, 0.0f)), 0x0);
   EXPECT_EQ(f32_to_fp4_e2m1_bits(std::nextafter(1.25f, 2.0f)), 0x3);  // -> 1.5
@@ -81,7 +81,7 @@ TEST(Fp4E2M1, JustOffTiesRoundToNearest) {
   EXPECT_EQ(f32_to_fp4_e2m1_bits(-0.1f), 0x8);  // -0
 }
 
-TEST(Fp4E2M1, SaturatesToSix) {
+TEST(CodecFp4E2M1, SaturatesToSix) {
   EXPECT_EQ(f32_to_fp4_e2m1_bits(6.5f), 0x7);
   EXPECT_EQ(f32_to_fp4_e2m1_bits(7.0f), 0x7);
   EXPECT_EQ(f32_to_fp4_e2m1_bits(1e30f), 0x7);
@@ -90,7 +90,7 @@ TEST(Fp4E2M1, SaturatesToSix) {
   EXPECT_EQ(f32_to_fp4_e2m1_bits(-kInf), 0xF);
 }
 
-TEST(Fp4E2M1, NaNGivesDocumentedCode) {
+TEST(CodecFp4E2M1, NaNGivesDocumentedCode) {
   // E2M1 has no NaN; the codec's documented stand-in is kFp4NaNCode = 0x7 (+6) for either sign.
   EXPECT_EQ(kFp4NaNCode, 0x7);
   EXPECT_EQ(fp4_e2m1_bits_to_f32(kFp4NaNCode), 6.0f);
@@ -99,7 +99,7 @@ TEST(Fp4E2M1, NaNGivesDocumentedCode) {
   EXPECT_EQ(f32_to_fp4_e2m1_bits(float_of(0x7F800001u)), kFp4NaNCode);  // signaling
 }
 
-TEST(Fp4E2M1, ResultFitsInLowNibble) {
+TEST(CodecFp4E2M1, ResultFitsInLowNibble) {
   const float xs[] = {-kInf, -6.0f, -0.0f, 0.0f, 0.3f, 6.0f, kInf, kNaN, -kNaN};
   for (float x : xs) EXPECT_LT(f32_to_fp4_e2m1_bits(x), 16) << x;
 }
@@ -108,7 +108,7 @@ TEST(Fp4E2M1, ResultFitsInLowNibble) {
 // FP8 E4M3FN: 1 sign, 4 exponent (bias 7), 3 mantissa; S.1111.111 is NaN, no inf.
 // ---------------------------------------------------------------------------------------------
 
-TEST(Fp8E4M3, DecodesKeyCodes) {
+TEST(CodecFp8E4M3, DecodesKeyCodes) {
   struct Case { uint8_t code; float value; };
   const Case cases[] = {
       {0x00, 0.0f},          {0x80, -0.0f},
@@ -130,7 +130,7 @@ TEST(Fp8E4M3, DecodesKeyCodes) {
   EXPECT_EQ(fp8_e4m3_bits_to_f32(0x7D), 416.0f);
 }
 
-TEST(Fp8E4M3, EncodesKeyValues) {
+TEST(CodecFp8E4M3, EncodesKeyValues) {
   EXPECT_EQ(f32_to_fp8_e4m3_bits(0.0f), 0x00);
   EXPECT_EQ(f32_to_fp8_e4m3_bits(-0.0f), 0x80);
   EXPECT_EQ(f32_to_fp8_e4m3_bits(1.0f), 0x38);
@@ -140,7 +140,7 @@ TEST(Fp8E4M3, EncodesKeyValues) {
   EXPECT_EQ(f32_to_fp8_e4m3_bits(448.0f), 0x7E);
 }
 
-TEST(Fp8E4M3, TiesRoundToEvenCode) {
+TEST(CodecFp8E4M3, TiesRoundToEvenCode) {
   EXPECT_EQ(f32_to_fp8_e4m3_bits(1.0625f), 0x38);   // 1 | 1.125 -> 1 (mantissa 000)
   EXPECT_EQ(f32_to_fp8_e4m3_bits(1.1875f), 0x3A);   // 1.125 | 1.25 -> 1.25 (010)
   EXPECT_EQ(f32_to_fp8_e4m3_bits(-1.1875f), 0xBA);
@@ -149,17 +149,17 @@ TEST(Fp8E4M3, TiesRoundToEvenCode) {
   EXPECT_EQ(f32_to_fp8_e4m3_bits(std::nextafter(1.1875f, 0.0f)), 0x39);
 }
 
-TEST(Fp8E4M3, Subnormals) {
-  EXPECT_EQ(f32_to_fp8_e4m3_bits(p2(-10)), 0x00);                            // half min sub: tie -> 0
+TEST(CodecFp8E4M3, Subnormals) {
+  EXPECT_EQ(f32_to_fp8_e4m3_bits(p2(-10)), 0x00);  // half the min subnormal: tie -> 0
   EXPECT_EQ(f32_to_fp8_e4m3_bits(-p2(-10)), 0x80);
   EXPECT_EQ(f32_to_fp8_e4m3_bits(std::nextafter(p2(-10), 1.0f)), 0x01);
-  EXPECT_EQ(f32_to_fp8_e4m3_bits(3 * p2(-10)), 0x02);                        // 1 | 2 (x 2^-9) -> 2
-  EXPECT_EQ(f32_to_fp8_e4m3_bits(5 * p2(-10)), 0x02);                        // 2 | 3 -> 2
-  EXPECT_EQ(f32_to_fp8_e4m3_bits(15 * p2(-10)), 0x08);                       // max sub | min normal -> 0x08
-  EXPECT_EQ(f32_to_fp8_e4m3_bits(float_of(0x00000001u)), 0x00);              // f32 min subnormal
+  EXPECT_EQ(f32_to_fp8_e4m3_bits(3 * p2(-10)), 0x02);   // 1 | 2 (x 2^-9) -> 2
+  EXPECT_EQ(f32_to_fp8_e4m3_bits(5 * p2(-10)), 0x02);   // 2 | 3 -> 2
+  EXPECT_EQ(f32_to_fp8_e4m3_bits(15 * p2(-10)), 0x08);  // max subnormal 7 | min normal 8 -> 8
+  EXPECT_EQ(f32_to_fp8_e4m3_bits(float_of(0x00000001u)), 0x00);  // f32 min subnormal
 }
 
-TEST(Fp8E4M3, SaturatesTo448) {
+TEST(CodecFp8E4M3, SaturatesTo448) {
   EXPECT_EQ(f32_to_fp8_e4m3_bits(460.0f), 0x7E);
   EXPECT_EQ(f32_to_fp8_e4m3_bits(464.0f), 0x7E);  // 448 + ulp/2: the odd neighbour 480 would be NaN
   EXPECT_EQ(f32_to_fp8_e4m3_bits(500.0f), 0x7E);
@@ -169,7 +169,7 @@ TEST(Fp8E4M3, SaturatesTo448) {
   EXPECT_EQ(f32_to_fp8_e4m3_bits(-kInf), 0xFE);
 }
 
-TEST(Fp8E4M3, NaNKeepsSign) {
+TEST(CodecFp8E4M3, NaNKeepsSign) {
   EXPECT_EQ(f32_to_fp8_e4m3_bits(kNaN), 0x7F);
   EXPECT_EQ(f32_to_fp8_e4m3_bits(-kNaN), 0xFF);
   EXPECT_EQ(f32_to_fp8_e4m3_bits(float_of(0x7F800001u)), 0x7F);
@@ -179,7 +179,7 @@ TEST(Fp8E4M3, NaNKeepsSign) {
 // FP8 E5M2: 1 sign, 5 exponent (bias 15), 2 mantissa; IEEE-style inf and NaN.
 // ---------------------------------------------------------------------------------------------
 
-TEST(Fp8E5M2, DecodesKeyCodes) {
+TEST(CodecFp8E5M2, DecodesKeyCodes) {
   struct Case { uint8_t code; float value; };
   const Case cases[] = {
       {0x00, 0.0f},       {0x80, -0.0f},
@@ -193,10 +193,11 @@ TEST(Fp8E5M2, DecodesKeyCodes) {
       {0x7C, kInf},       {0xFC, -kInf},
   };
   for (const Case& c : cases) expect_same(fp8_e5m2_bits_to_f32(c.code), c.value, "e5m2 decode", c.code);
-  for (uint8_t c : {0x7D, 0x7E, 0x7F, 0xFD, 0xFE, 0xFF}) EXPECT_TRUE(std::isnan(fp8_e5m2_bits_to_f32(c))) << int(c);
+  for (uint8_t c : {0x7D, 0x7E, 0x7F, 0xFD, 0xFE, 0xFF})
+    EXPECT_TRUE(std::isnan(fp8_e5m2_bits_to_f32(c))) << "code " << int(c);
 }
 
-TEST(Fp8E5M2, EncodesWithTiesAndSubnormals) {
+TEST(CodecFp8E5M2, EncodesWithTiesAndSubnormals) {
   EXPECT_EQ(f32_to_fp8_e5m2_bits(1.0f), 0x3C);
   EXPECT_EQ(f32_to_fp8_e5m2_bits(-0.0f), 0x80);
   EXPECT_EQ(f32_to_fp8_e5m2_bits(1.125f), 0x3C);        // 1 | 1.25 -> 1
@@ -208,7 +209,7 @@ TEST(Fp8E5M2, EncodesWithTiesAndSubnormals) {
   EXPECT_EQ(f32_to_fp8_e5m2_bits(7 * p2(-17)), 0x04);   // max sub 3 | min normal 4 -> 4
 }
 
-TEST(Fp8E5M2, OverflowsToInf) {
+TEST(CodecFp8E5M2, OverflowsToInf) {
   EXPECT_EQ(f32_to_fp8_e5m2_bits(57344.0f), 0x7B);
   EXPECT_EQ(f32_to_fp8_e5m2_bits(std::nextafter(61440.0f, 0.0f)), 0x7B);
   EXPECT_EQ(f32_to_fp8_e5m2_bits(61440.0f), 0x7C);   // 57344 + ulp/2: tie goes to even 2^16 -> inf
@@ -218,7 +219,7 @@ TEST(Fp8E5M2, OverflowsToInf) {
   EXPECT_EQ(f32_to_fp8_e5m2_bits(-kInf), 0xFC);
 }
 
-TEST(Fp8E5M2, NaNKeepsSign) {
+TEST(CodecFp8E5M2, NaNKeepsSign) {
   EXPECT_EQ(f32_to_fp8_e5m2_bits(kNaN), 0x7F);
   EXPECT_EQ(f32_to_fp8_e5m2_bits(-kNaN), 0xFF);
 }
@@ -227,7 +228,7 @@ TEST(Fp8E5M2, NaNKeepsSign) {
 // bf16: 1 sign, 8 exponent (bias 127), 7 mantissa.
 // ---------------------------------------------------------------------------------------------
 
-TEST(BFloat16, DecodesKeyCodes) {
+TEST(CodecBf16, DecodesKeyCodes) {
   expect_same(bf16_bits_to_f32(0x3F80), 1.0f, "bf16", 0x3F80);
   expect_same(bf16_bits_to_f32(0x8000), -0.0f, "bf16", 0x8000);
   expect_same(bf16_bits_to_f32(0x0001), p2(-133), "bf16", 0x0001);              // min subnormal
@@ -239,7 +240,7 @@ TEST(BFloat16, DecodesKeyCodes) {
   EXPECT_TRUE(std::isnan(bf16_bits_to_f32(0x7F81)));
 }
 
-TEST(BFloat16, TiesRoundToEven) {
+TEST(CodecBf16, TiesRoundToEven) {
   EXPECT_EQ(f32_to_bf16_bits(1.0f + p2(-8)), 0x3F80);       // 1 | 1+2^-7 -> 1
   EXPECT_EQ(f32_to_bf16_bits(1.0f + 3 * p2(-8)), 0x3F82);   // 1+2^-7 | 1+2^-6 -> even
   EXPECT_EQ(f32_to_bf16_bits(std::nextafter(1.0f + p2(-8), 2.0f)), 0x3F81);
@@ -247,7 +248,7 @@ TEST(BFloat16, TiesRoundToEven) {
   EXPECT_EQ(f32_to_bf16_bits(2.0f - p2(-8)), 0x4000);       // 1.1111111 | 2 -> 2 (carry)
 }
 
-TEST(BFloat16, SubnormalsAndOverflow) {
+TEST(CodecBf16, SubnormalsAndOverflow) {
   EXPECT_EQ(f32_to_bf16_bits(p2(-133)), 0x0001);
   EXPECT_EQ(f32_to_bf16_bits(p2(-134)), 0x0000);            // tie -> 0
   EXPECT_EQ(f32_to_bf16_bits(3 * p2(-134)), 0x0002);        // tie 1 | 2 -> 2
@@ -261,7 +262,7 @@ TEST(BFloat16, SubnormalsAndOverflow) {
   EXPECT_EQ(f32_to_bf16_bits(-kInf), 0xFF80);
 }
 
-TEST(BFloat16, NaNStaysQuietNaN) {
+TEST(CodecBf16, NaNStaysQuietNaN) {
   for (uint32_t nan : {0x7FC00000u, 0x7F800001u, 0x7FFFFFFFu, 0xFF800001u}) {
     const uint16_t b = f32_to_bf16_bits(float_of(nan));
     EXPECT_EQ(b & 0x7F80u, 0x7F80u) << std::hex << nan;
@@ -274,7 +275,7 @@ TEST(BFloat16, NaNStaysQuietNaN) {
 // f16 (IEEE binary16): 1 sign, 5 exponent (bias 15), 10 mantissa.
 // ---------------------------------------------------------------------------------------------
 
-TEST(Half, DecodesKeyCodes) {
+TEST(CodecF16, DecodesKeyCodes) {
   expect_same(f16_bits_to_f32(0x3C00), 1.0f, "f16", 0x3C00);
   expect_same(f16_bits_to_f32(0x8000), -0.0f, "f16", 0x8000);
   expect_same(f16_bits_to_f32(0x0001), p2(-24), "f16", 0x0001);          // min subnormal
@@ -288,7 +289,7 @@ TEST(Half, DecodesKeyCodes) {
   EXPECT_TRUE(std::isnan(f16_bits_to_f32(0x7C01)));
 }
 
-TEST(Half, OverflowAt65520) {
+TEST(CodecF16, OverflowAt65520) {
   EXPECT_EQ(f32_to_f16_bits(65504.0f), 0x7BFF);
   EXPECT_EQ(f32_to_f16_bits(65519.0f), 0x7BFF);
   EXPECT_EQ(f32_to_f16_bits(std::nextafter(65520.0f, 0.0f)), 0x7BFF);
@@ -300,7 +301,7 @@ TEST(Half, OverflowAt65520) {
   EXPECT_EQ(f32_to_f16_bits(-kInf), 0xFC00);
 }
 
-TEST(Half, TiesRoundToEven) {
+TEST(CodecF16, TiesRoundToEven) {
   EXPECT_EQ(f32_to_f16_bits(1.0f + p2(-11)), 0x3C00);
   EXPECT_EQ(f32_to_f16_bits(1.0f + 3 * p2(-11)), 0x3C02);
   EXPECT_EQ(f32_to_f16_bits(std::nextafter(1.0f + p2(-11), 2.0f)), 0x3C01);
@@ -308,7 +309,7 @@ TEST(Half, TiesRoundToEven) {
   EXPECT_EQ(f32_to_f16_bits(-(1.0f + p2(-11))), 0xBC00);
 }
 
-TEST(Half, Subnormals) {
+TEST(CodecF16, Subnormals) {
   EXPECT_EQ(f32_to_f16_bits(p2(-24)), 0x0001);
   EXPECT_EQ(f32_to_f16_bits(p2(-25)), 0x0000);             // tie -> 0
   EXPECT_EQ(f32_to_f16_bits(-p2(-25)), 0x8000);
@@ -321,7 +322,7 @@ TEST(Half, Subnormals) {
   EXPECT_EQ(f32_to_f16_bits(-0.0f), 0x8000);
 }
 
-TEST(Half, NaNStaysQuietNaN) {
+TEST(CodecF16, NaNStaysQuietNaN) {
   for (uint32_t nan : {0x7FC00000u, 0x7F800001u, 0x7FFFFFFFu, 0xFFC00000u}) {
     const uint16_t h = f32_to_f16_bits(float_of(nan));
     EXPECT_EQ(h & 0x7C00u, 0x7C00u) << std::hex << nan;
@@ -334,7 +335,7 @@ TEST(Half, NaNStaysQuietNaN) {
 // Storage wrappers go through the same codecs.
 // ---------------------------------------------------------------------------------------------
 
-TEST(StorageTypes, WrapTheCodecs) {
+TEST(CodecStorageTypes, WrapTheCodecs) {
   EXPECT_EQ(BFloat16(1.0f).bits, 0x3F80);
   EXPECT_EQ(Half(65520.0f).bits, 0x7C00);
   EXPECT_EQ(Float8E4M3(500.0f).bits, 0x7E);

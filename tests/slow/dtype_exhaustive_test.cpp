@@ -171,21 +171,19 @@ class DefinitionRef {
     bits_ = 1 + s_.E + s_.M;
     sign_bit_ = 1u << (s_.E + s_.M);
     const int bias = (1 << (s_.E - 1)) - 1;
-    const uint32_t exp_ones = (1u << s_.E) - 1;
     // Non-negative finite codes are 0 .. n-1 in every format here, in increasing value order.
     for (uint32_t code = 0; code < sign_bit_; ++code) {
       if (kind(code) != Kind::finite) break;
       const uint32_t e = code >> s_.M, m = code & ((1u << s_.M) - 1);
-      (void)exp_ones;
-      const double v = e == 0 ? std::ldexp(static_cast<double>(m), 1 - bias - s_.M)
-                              : std::ldexp(static_cast<double>((1u << s_.M) + m),
-                                           static_cast<int>(e) - bias - s_.M);
+      const double v =
+          e == 0 ? std::ldexp(static_cast<double>(m), 1 - bias - s_.M)
+                 : std::ldexp(static_cast<double>((1u << s_.M) + m), static_cast<int>(e) - bias - s_.M);
       values_.push_back(v);
     }
     max_code_ = static_cast<uint32_t>(values_.size() - 1);
     const double max = values_.back(), prev = values_[values_.size() - 2];
     overflow_threshold_ = max + (max - prev) / 2;  // max + half an ulp of the top binade
-    inf_code_ = exp_ones << s_.M;
+    inf_code_ = ((1u << s_.E) - 1) << s_.M;  // meaningful for ieee formats only
   }
 
   enum class Kind { finite, inf, nan };
@@ -197,10 +195,8 @@ class DefinitionRef {
       case FormatSpec::ieee:
         if (e == exp_ones) return m == 0 ? Kind::inf : Kind::nan;
         return Kind::finite;
-      case FormatSpec::fn:
-        return (e == exp_ones && m == (1u << s_.M) - 1) ? Kind::nan : Kind::finite;
-      case FormatSpec::none:
-        return Kind::finite;
+      case FormatSpec::fn: return (e == exp_ones && m == (1u << s_.M) - 1) ? Kind::nan : Kind::finite;
+      case FormatSpec::none: return Kind::finite;
     }
     return Kind::finite;
   }
@@ -300,12 +296,15 @@ void check_encode_vs_definition(Fmt f, float x, Mismatches& mm, uint32_t* cursor
         ok = ref.kind(got) == DefinitionRef::Kind::nan && (got & quiet_bit) && (got & ref.sign_bit()) == sign;
       }
     }
-    if (!ok) mm.add(std::string(ref.fmt().name) + " encode(" + describe(x) + ") = " + hex(got) + ", not the documented NaN code");
+    if (!ok)
+      mm.add(std::string(ref.fmt().name) + " encode(" + describe(x) + ") = " + hex(got) +
+             ", not the documented NaN code");
     return;
   }
   const uint32_t want = ref.encode(x, cursor);
   if (got != want)
-    mm.add(std::string(ref.fmt().name) + " encode(" + describe(x) + ") = " + hex(got) + ", definition says " + hex(want));
+    mm.add(std::string(ref.fmt().name) + " encode(" + describe(x) + ") = " + hex(got) + ", definition says " +
+           hex(want));
 }
 
 // Special f32 inputs for a format, derived from its definition table: every representable
@@ -338,10 +337,10 @@ std::vector<float> special_inputs(Fmt f) {
                                 float_of(0x00800000u),  // f32 min normal
                                 std::numeric_limits<float>::max(),
                                 std::numeric_limits<float>::infinity(),
-                                float_of(0x7FC00000u),   // quiet NaN
-                                float_of(0x7F800001u),   // signaling NaN, smallest payload
-                                float_of(0x7FA00000u),   // signaling NaN
-                                float_of(0x7FFFFFFFu),   // quiet NaN, full payload
+                                float_of(0x7FC00000u),  // quiet NaN
+                                float_of(0x7F800001u),  // signaling NaN, smallest payload
+                                float_of(0x7FA00000u),  // signaling NaN
+                                float_of(0x7FFFFFFFu),  // quiet NaN, full payload
                                 float_of(0x7FC02000u)};  // quiet NaN with f16-visible payload
   for (float s : f32_specials) pos.push_back(s);
   std::vector<float> all;
@@ -356,7 +355,7 @@ std::vector<float> special_inputs(Fmt f) {
 // Definition tests (always run)
 // ---------------------------------------------------------------------------------------------
 
-TEST(DefinitionReference, DecodeEveryCode) {
+TEST(DtypeCodecVsDefinition, DecodeEveryCode) {
   for (Fmt f : kAllFmts) {
     const DefinitionRef& ref = def_ref(f);
     Mismatches mm;
@@ -365,17 +364,18 @@ TEST(DefinitionReference, DecodeEveryCode) {
       const double want = ref.value(c);
       if (std::isnan(want)) {
         if (!std::isnan(got) || std::signbit(got) != ((c & ref.sign_bit()) != 0))
-          mm.add(std::string(ref.fmt().name) + " decode(" + hex(c) + ") = " + describe(got) + ", want NaN with the code's sign");
+          mm.add(std::string(ref.fmt().name) + " decode(" + hex(c) + ") = " + describe(got) +
+                 ", want NaN with the code's sign");
       } else if (!(static_cast<double>(got) == want && std::signbit(got) == std::signbit(want))) {
-        mm.add(std::string(ref.fmt().name) + " decode(" + hex(c) + ") = " + describe(got) + ", definition says " +
-               std::to_string(want));
+        mm.add(std::string(ref.fmt().name) + " decode(" + hex(c) + ") = " + describe(got) +
+               ", definition says " + std::to_string(want));
       }
     }
     EXPECT_EQ(mm.count, 0u) << ref.fmt().name << ": " << mm.report();
   }
 }
 
-TEST(DefinitionReference, EncodeOfEveryDecodedValueRoundTrips) {
+TEST(DtypeCodecVsDefinition, EncodeOfEveryDecodedValueRoundTrips) {
   for (Fmt f : kAllFmts) {
     const DefinitionRef& ref = def_ref(f);
     Mismatches mm;
@@ -383,13 +383,15 @@ TEST(DefinitionReference, EncodeOfEveryDecodedValueRoundTrips) {
       if (ref.kind(c) == DefinitionRef::Kind::nan) continue;
       const float x = static_cast<float>(ref.value(c));  // exact: every format fits in f32
       const uint32_t got = our_encode(f, x);
-      if (got != c) mm.add(std::string(ref.fmt().name) + " encode(" + describe(x) + ") = " + hex(got) + ", want " + hex(c));
+      if (got != c)
+        mm.add(std::string(ref.fmt().name) + " encode(" + describe(x) + ") = " + hex(got) + ", want " +
+               hex(c));
     }
     EXPECT_EQ(mm.count, 0u) << ref.fmt().name << ": " << mm.report();
   }
 }
 
-TEST(DefinitionReference, EncodeSpecialValues) {
+TEST(DtypeCodecVsDefinition, EncodeSpecialValues) {
   for (Fmt f : kAllFmts) {
     Mismatches mm;
     const auto inputs = special_inputs(f);
@@ -408,7 +410,7 @@ uint32_t random_bits(uint64_t i) {
   return static_cast<uint32_t>((z ^ (z >> 31)) >> 32);
 }
 
-TEST(DefinitionReference, EncodeRandomBitPatterns) {
+TEST(DtypeCodecVsDefinition, EncodeRandomBitPatterns) {
   for (Fmt f : kAllFmts) {
     Mismatches mm;
     parallel_ranges(kRandomCount, mm, [f](uint64_t b, uint64_t e, Mismatches& m) {
@@ -430,7 +432,7 @@ DenseRange dense_range(Fmt f) {
           bits_of(static_cast<float>(ref.overflow_threshold() * 4))};
 }
 
-TEST(DefinitionReference, DenseSweepFp8Fp4) {
+TEST(DtypeCodecVsDefinition, DenseSweepFp8Fp4) {
   for (Fmt f : {Fmt::e4m3, Fmt::e5m2, Fmt::e2m1}) {
     const DenseRange r = dense_range(f);
     Mismatches mm;
@@ -465,7 +467,7 @@ bool have_f16c() { return false; }
 #define REQUIRE_F16C() \
   if (!have_f16c()) GTEST_SKIP() << "CPU has no F16C instructions (x86 only)"
 
-TEST(F16CReference, DecodeAll65536) {
+TEST(DtypeCodecVsF16C, DecodeAll65536) {
   REQUIRE_F16C();
   Mismatches mm;
   for (uint32_t c = 0; c < 65536; ++c) {
@@ -484,14 +486,15 @@ TEST(F16CReference, DecodeAll65536) {
   EXPECT_EQ(mm.count, 0u) << mm.report();
 }
 
-TEST(F16CReference, EncodeRoundTripOfAllFiniteValues) {
+TEST(DtypeCodecVsF16C, EncodeRoundTripOfAllFiniteValues) {
   REQUIRE_F16C();
   Mismatches mm;
   for (uint32_t c = 0; c < 65536; ++c) {
     if ((c & 0x7C00u) == 0x7C00u && (c & 0x3FFu) != 0) continue;  // NaN
     const float x = f16c_decode(static_cast<uint16_t>(c));
     const uint32_t got = f32_to_f16_bits(x), want = f16c_encode(x);
-    if (want != c || got != want) mm.add("encode(" + describe(x) + ") = " + hex(got) + ", F16C gives " + hex(want) + ", code " + hex(c));
+    if (want != c || got != want)
+      mm.add("encode(" + describe(x) + ") = " + hex(got) + ", F16C gives " + hex(want) + ", code " + hex(c));
   }
   EXPECT_EQ(mm.count, 0u) << mm.report();
 }
@@ -503,14 +506,14 @@ void check_f16_vs_f16c(float x, Mismatches& mm) {
   if (got != want) mm.add("f16 encode(" + describe(x) + ") = " + hex(got) + ", F16C gives " + hex(want));
 }
 
-TEST(F16CReference, EncodeSpecialValues) {
+TEST(DtypeCodecVsF16C, EncodeSpecialValues) {
   REQUIRE_F16C();
   Mismatches mm;
   for (float x : special_inputs(Fmt::f16)) check_f16_vs_f16c(x, mm);
   EXPECT_EQ(mm.count, 0u) << mm.report();
 }
 
-TEST(F16CReference, EncodeRandomBitPatterns) {
+TEST(DtypeCodecVsF16C, EncodeRandomBitPatterns) {
   REQUIRE_F16C();
   Mismatches mm;
   parallel_ranges(kRandomCount, mm, [](uint64_t b, uint64_t e, Mismatches& m) {
@@ -520,8 +523,9 @@ TEST(F16CReference, EncodeRandomBitPatterns) {
 }
 
 // All f32 (both signs) from 2^-26 (below half the min subnormal) up to 2^17 (above the
-// overflow threshold 65520), plus every NaN and the whole range above with a stride.
-TEST(F16CReference, DenseSweepF16Range) {
+// overflow threshold 65520), plus the magnitudes below and above (inf and NaNs included)
+// with a stride.
+TEST(DtypeCodecVsF16C, DenseSweepF16Range) {
   REQUIRE_F16C();
   const uint32_t lo = bits_of(std::ldexp(1.0f, -26)), hi = bits_of(std::ldexp(1.0f, 17));
   Mismatches mm;
@@ -570,9 +574,12 @@ float cuda_decode(Fmt f, uint32_t c) {
       r.x = static_cast<unsigned short>(c);
       return cuda_half_raw_to_f32(r);
     }
-    case Fmt::e4m3: return cuda_half_raw_to_f32(__nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(c), __NV_E4M3));
-    case Fmt::e5m2: return cuda_half_raw_to_f32(__nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(c), __NV_E5M2));
-    case Fmt::e2m1: return cuda_half_raw_to_f32(__nv_cvt_fp4_to_halfraw(static_cast<__nv_fp4_storage_t>(c), __NV_E2M1));
+    case Fmt::e4m3:
+      return cuda_half_raw_to_f32(__nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(c), __NV_E4M3));
+    case Fmt::e5m2:
+      return cuda_half_raw_to_f32(__nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(c), __NV_E5M2));
+    case Fmt::e2m1:
+      return cuda_half_raw_to_f32(__nv_cvt_fp4_to_halfraw(static_cast<__nv_fp4_storage_t>(c), __NV_E2M1));
   }
   return 0;
 }
@@ -585,16 +592,18 @@ void check_encode_vs_cuda(Fmt f, float x, Mismatches& mm) {
     // CUDA returns a canonical positive NaN (fp8 0x7F, f16/bf16 0x7FFF); fp4 has no NaN and
     // both sides use +6 (0x7). Compare NaN-ness; exact codes are checked by the Definition tests.
     const bool fp4 = f == Fmt::e2m1;
-    if (!fp4 && ref.kind(got) == DefinitionRef::Kind::nan && ref.kind(want) == DefinitionRef::Kind::nan) return;
+    if (!fp4 && ref.kind(got) == DefinitionRef::Kind::nan && ref.kind(want) == DefinitionRef::Kind::nan)
+      return;
   }
-  mm.add(std::string(ref.fmt().name) + " encode(" + describe(x) + ") = " + hex(got) + ", CUDA gives " + hex(want));
+  mm.add(std::string(ref.fmt().name) + " encode(" + describe(x) + ") = " + hex(got) + ", CUDA gives " +
+         hex(want));
 }
 #else
 #define REQUIRE_CUDA_HEADERS() \
   GTEST_SKIP() << "built without LOWBIT_HAVE_CUDA_HEADERS (CUDA toolkit headers not found)"
 #endif
 
-TEST(CudaReference, DecodeEveryCode) {
+TEST(DtypeCodecVsCuda, DecodeEveryCode) {
   REQUIRE_CUDA_HEADERS();
 #if defined(LOWBIT_HAVE_CUDA_HEADERS)
   for (Fmt f : kAllFmts) {
@@ -604,14 +613,16 @@ TEST(CudaReference, DecodeEveryCode) {
       const float got = our_decode(f, c), want = cuda_decode(f, c);
       // CUDA's NaN decode is canonical (positive, 0x7FFF); compare NaN-ness only.
       const bool ok = std::isnan(want) ? std::isnan(got) : bits_of(got) == bits_of(want);
-      if (!ok) mm.add(std::string(ref.fmt().name) + " decode(" + hex(c) + ") = " + describe(got) + ", CUDA gives " + describe(want));
+      if (!ok)
+        mm.add(std::string(ref.fmt().name) + " decode(" + hex(c) + ") = " + describe(got) + ", CUDA gives " +
+               describe(want));
     }
     EXPECT_EQ(mm.count, 0u) << ref.fmt().name << ": " << mm.report();
   }
 #endif
 }
 
-TEST(CudaReference, EncodeOfEveryDecodedValueRoundTrips) {
+TEST(DtypeCodecVsCuda, EncodeOfEveryDecodedValueRoundTrips) {
   REQUIRE_CUDA_HEADERS();
 #if defined(LOWBIT_HAVE_CUDA_HEADERS)
   for (Fmt f : kAllFmts) {
@@ -622,14 +633,15 @@ TEST(CudaReference, EncodeOfEveryDecodedValueRoundTrips) {
       if (std::isnan(x)) continue;
       const uint32_t got = our_encode(f, x), want = cuda_encode(f, x);
       if (got != c || want != c)
-        mm.add(std::string(ref.fmt().name) + " code " + hex(c) + " -> " + describe(x) + " -> ours " + hex(got) + ", CUDA " + hex(want));
+        mm.add(std::string(ref.fmt().name) + " code " + hex(c) + " -> " + describe(x) + " -> ours " +
+               hex(got) + ", CUDA " + hex(want));
     }
     EXPECT_EQ(mm.count, 0u) << ref.fmt().name << ": " << mm.report();
   }
 #endif
 }
 
-TEST(CudaReference, EncodeSpecialValues) {
+TEST(DtypeCodecVsCuda, EncodeSpecialValues) {
   REQUIRE_CUDA_HEADERS();
 #if defined(LOWBIT_HAVE_CUDA_HEADERS)
   for (Fmt f : kAllFmts) {
@@ -640,7 +652,7 @@ TEST(CudaReference, EncodeSpecialValues) {
 #endif
 }
 
-TEST(CudaReference, EncodeRandomBitPatterns) {
+TEST(DtypeCodecVsCuda, EncodeRandomBitPatterns) {
   REQUIRE_CUDA_HEADERS();
 #if defined(LOWBIT_HAVE_CUDA_HEADERS)
   for (Fmt f : kAllFmts) {
@@ -653,7 +665,7 @@ TEST(CudaReference, EncodeRandomBitPatterns) {
 #endif
 }
 
-TEST(CudaReference, DenseSweepFp8Fp4) {
+TEST(DtypeCodecVsCuda, DenseSweepFp8Fp4) {
   REQUIRE_CUDA_HEADERS();
 #if defined(LOWBIT_HAVE_CUDA_HEADERS)
   for (Fmt f : {Fmt::e4m3, Fmt::e5m2, Fmt::e2m1}) {
