@@ -182,11 +182,11 @@ void for_each_config(F&& f) {
     }
 }
 
-// Shapes around the 64-row blocks: T, S not multiples of 64, T < S, GQA and MHA, D = 8/16,
-// causal and not, a decode step (T = 1).
+// Shapes around the kernel's 128-row blocks: T, S not multiples of 128 (several blocks and a
+// partial one), T < S, GQA and MHA, D = 8/16, causal and not, a decode step (T = 1).
 const std::vector<Dims> kShapes = {
-    {2, 4, 2, 100, 100, 16, true},  {1, 4, 2, 70, 150, 8, true},   {1, 2, 2, 130, 130, 16, false},
-    {1, 4, 1, 1, 77, 8, true},      {1, 2, 1, 65, 200, 16, false}, {1, 1, 1, 129, 129, 8, true},
+    {2, 4, 2, 200, 200, 16, true}, {1, 4, 2, 150, 300, 8, true},   {1, 2, 2, 260, 260, 16, false},
+    {1, 4, 1, 1, 77, 8, true},     {1, 2, 1, 130, 270, 16, false}, {1, 1, 1, 257, 257, 8, true},
 };
 
 TEST(Attention, MatchesReferenceF64) {
@@ -196,7 +196,7 @@ TEST(Attention, MatchesReferenceF64) {
 }
 
 TEST(Attention, MatchesReferenceF32) {
-  // f32 accumulation over <= 200 keys and D <= 16 terms: errors of a few f32 ulps of the
+  // f32 accumulation over <= 300 keys and D <= 16 terms: errors of a few f32 ulps of the
   // largest magnitudes (2^-24 ~ 6e-8), far inside 1e-5.
   for_each_config([] {
     for (const Dims& d : kShapes) check_against_reference(d, DType::f32, {1e-5, 1e-5}, {1e-5, 1e-5});
@@ -220,7 +220,7 @@ TEST(Attention, MatchesReferenceBF16AndF16) {
 TEST(Attention, LargeScoresStayStable) {
   // Scores up to ~|scale * D| = 64: exp would overflow f32 without the running max; the online
   // softmax rescales the accumulator across key blocks.
-  const Dims d{1, 2, 2, 90, 140, 16, true, 4.0};
+  const Dims d{1, 2, 2, 190, 300, 16, true, 4.0};
   for_each_config([&] {
     check_against_reference(d, DType::f32, {1e-4, 1e-4}, {1e-4, 1e-4}, 7, 1.0);
     check_against_reference(d, DType::f64, {1e-12, 1e-10}, {1e-12, 1e-10}, 7, 1.0);
@@ -243,7 +243,7 @@ TEST(Attention, ExplicitScaleAndDefaultScale) {
 TEST(Attention, NonContiguousInputsAndExpandedGrad) {
   // q, k, v made by transposing (B, T, H, D) leaves (rows H * D apart), and a loss whose
   // gradient reaches the op as an expanded (stride 0) tensor.
-  const Dims d{2, 4, 2, 75, 75, 16, true};
+  const Dims d{2, 4, 2, 150, 150, 16, true};
   for (DType dt : {DType::f64, DType::f32, DType::bf16}) {
     for_each_config([&] {
       const Shape qs{d.B, d.T, d.Hq, d.D}, ks{d.B, d.S, d.Hkv, d.D};
@@ -269,7 +269,7 @@ TEST(Attention, NonContiguousInputsAndExpandedGrad) {
 
 TEST(Attention, PartialGradientsMatchFull) {
   // Only q, or only k and v, requiring grad runs the Q pass or the KV pass alone.
-  const Dims d{1, 4, 2, 80, 96, 8, true};
+  const Dims d{1, 4, 2, 140, 200, 8, true};
   const Shape qs{d.B, d.Hq, d.T, d.D}, ks{d.B, d.Hkv, d.S, d.D};
   const auto qv = random_values(shape_numel(qs), 21), kv = random_values(shape_numel(ks), 22),
              vv = random_values(shape_numel(ks), 23), gv = random_values(shape_numel(qs), 24);
@@ -297,7 +297,7 @@ TEST(Attention, PartialGradientsMatchFull) {
 }
 
 TEST(Attention, DeterministicForAGivenThreadCount) {
-  const Shape qs{2, 4, 150, 16}, ks{2, 2, 150, 16};
+  const Shape qs{2, 4, 300, 16}, ks{2, 2, 300, 16};
   auto run = [&] {
     Tensor q = leaf(random_values(shape_numel(qs), 31), qs, DType::f32);
     Tensor k = leaf(random_values(shape_numel(ks), 32), ks, DType::f32);
@@ -359,12 +359,12 @@ TEST(Attention, GradcheckF64) {
     const GradcheckResult r = gradcheck(f, {q, k0, v0}, opts);
     EXPECT_TRUE(r.ok) << r.message;
   }
-  // Several 64-row blocks (T = S = 67), causal, under both backward schedules.
+  // Two 128-row blocks (T = S = 130, D = 1), causal, under both backward schedules.
   for (AttentionBackward s : {AttentionBackward::Fused, AttentionBackward::TwoPass}) {
     ScheduleGuard sg(s);
-    Tensor q = leaf(random_values(67 * 2, 47), {1, 1, 67, 2}, DType::f64);
-    Tensor k = leaf(random_values(67 * 2, 48), {1, 1, 67, 2}, DType::f64);
-    Tensor v = leaf(random_values(67 * 2, 49), {1, 1, 67, 2}, DType::f64);
+    Tensor q = leaf(random_values(130, 47), {1, 1, 130, 1}, DType::f64);
+    Tensor k = leaf(random_values(130, 48), {1, 1, 130, 1}, DType::f64);
+    Tensor v = leaf(random_values(130, 49), {1, 1, 130, 1}, DType::f64);
     auto f = [](const std::vector<Tensor>& in) { return scaled_dot_product_attention(in[0], in[1], in[2], true); };
     const GradcheckResult r = gradcheck(f, {q, k, v}, opts);
     EXPECT_TRUE(r.ok) << (s == AttentionBackward::Fused ? "fused: " : "two-pass: ") << r.message;

@@ -144,3 +144,20 @@ TEST(Autograd, MixedPrecisionGradientsComeBackInTheLeafDtype) {
 
 }  // namespace
 }  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+// The README's usage example, verbatim in spirit: it must keep compiling and working.
+TEST(Readme, UsageExample) {
+  Tensor w = randn({64, 10}, 0.0, 0.02).set_requires_grad(true);
+  Tensor x = randn({32, 64});
+  Tensor loss = cross_entropy(matmul(x, w), randint({32}, 0, 10));
+  loss.backward();
+  ASSERT_TRUE(w.grad().defined());
+  EXPECT_EQ(w.grad().shape(), w.shape());
+  EXPECT_GT(sum(mul(w.grad(), w.grad())).item(), 0.0);
+}
+
+}  // namespace
+}  // namespace lowbit
