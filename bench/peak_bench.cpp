@@ -20,7 +20,7 @@
 
 namespace {
 
-constexpr int64_t kInner = 1 << 16;  // loop trips per thread per benchmark iteration
+constexpr int64_t kInner = 1 << 20;  // loop trips per thread per iteration (~5 ms at 16 FMA/trip)
 
 volatile float g_sink;
 

@@ -16,3 +16,4 @@
 #include "lowbit/engine/ops/rope.h"
 #include "lowbit/engine/ops/softmax.h"
 #include "lowbit/engine/random.h"
+#include "lowbit/engine/ops/attention.h"

@@ -4,6 +4,8 @@
 // key blocks (kBlockK rows) it can see with an online softmax: a running row max m and row sum
 // l, rescaling the (kBlockQ, D) output accumulator whenever m grows. It writes the output and
 // the row logsumexp lse = m + log(l); nothing else is saved for backward.
+// Causal: key blocks that no row of a query block sees are skipped, the last visible one is cut
+// at the block's last visible key, and only tiles crossing the diagonal are masked (-inf).
 //
 // Backward (dS = P * (dP - D_i), D_i = rowsum(dO * O), P = exp(scale * q k^T - lse)):
 //   KV pass: one task per (batch, kv head, key block). It recomputes P and dS for every query
@@ -12,8 +14,8 @@
 //            contributions are summed into the shared kv head without any race.
 //   Q pass:  one task per (batch, query head, query block): recomputes P and dS over its key
 //            blocks and accumulates dQ += scale * dS K in scratch.
-//   When the B * Hkv (batch, kv head) pairs spread evenly over the threads (or there is one
-//   thread), a single fused pass runs instead: one task per (batch, kv head) runs the KV pass
+//   When the B * Hkv (batch, kv head) pairs spread over the threads with >= 3/4 of them busy
+//   (or the call runs on one thread), a single fused pass runs instead: one task per (batch, kv head) runs the KV pass
 //   over all its key blocks and also accumulates dQ += scale * dS K into a dQ buffer that only
 //   this task touches (all query heads of a group belong to the same task). That saves the Q
 //   pass's recomputation (5 block GEMMs per tile instead of 7) but only has B * Hkv tasks.
@@ -21,8 +23,9 @@
 // Determinism: every output element (out, lse, dQ, dK, dV) is produced by exactly one task,
 // which accumulates its contributions in a fixed order, so a task's result does not depend on
 // which thread runs it or on the schedule. The forward is bitwise identical for any thread
-// count; the backward is bitwise identical for a given thread count (the count selects the
-// fused or the two-pass backward, whose dQ summation orders differ by rounding).
+// count; the backward is bitwise identical for a given thread count (the thread count and the
+// shapes select the fused or the two-pass backward, whose dQ summation orders differ by
+// rounding). Calls below kMinParallelWork, or made inside a parallel region, run serially.
 //
 // Memory: besides the outputs, lse (B, Hq, T), D_i (B, Hq, T) and, for bf16/f16 with the fused
 // backward, an f32 dQ accumulator (B, Hq, T, D), the only scratch is a per-thread slab of
@@ -79,6 +82,7 @@ struct Geom {
   int64_t off;  // S - T: with causal, query i sees keys j <= i + off
   double scale;
   int64_t nqb, nkb;  // query / key blocks
+  int64_t bq, bk;    // rows of the largest query / key block: min(kBlockQ, T), min(kBlockK, S)
 
   // Keys [0, key_end) hold every key that some row of the query block [q0, q0 + nq) sees.
   int64_t key_end(int64_t q0, int64_t nq) const { return causal ? std::min(S, q0 + nq + off) : S; }
@@ -188,22 +192,23 @@ inline float exp_c(float x) {
   p = p * r * r + r + 1.0f;
   const int32_t ni = std::bit_cast<int32_t>(t) - std::bit_cast<int32_t>(kShift);  // n in [-126, 128]
   const int32_t n1 = ni >> 1, n2 = ni - n1;
-  const float y = p * std::bit_cast<float>((n1 + 127) << 23) * std::bit_cast<float>((n2 + 127) << 23);
+  const float y = p * std::bit_cast<float>(static_cast<uint32_t>(n1 + 127) << 23) *
+                  std::bit_cast<float>(static_cast<uint32_t>(n2 + 127) << 23);
   return x < kLo ? 0.0f : (x > kHi ? std::numeric_limits<float>::infinity() : y);
 }
 inline double exp_c(double x) { return std::exp(x); }
 
-// s (nq, nk; row stride kBlockK) = scale * q k^T, with causally masked entries set to -inf.
+// s (nq, nk; row stride g.bk) = scale * q k^T, with causally masked entries set to -inf.
 // q: (nq, D) rows q0.., k: (nk, D) rows k0...
 template <class C>
 void block_scores(const Geom& g, const C* qp, int64_t ldq, int64_t q0, int64_t nq, const C* kp, int64_t ldk,
                   int64_t k0, int64_t nk, C* s) {
-  cpu::gemm(false, true, nq, nk, g.D, static_cast<C>(g.scale), qp, ldq, kp, ldk, C(0), s, kBlockK);
+  cpu::gemm(false, true, nq, nk, g.D, static_cast<C>(g.scale), qp, ldq, kp, ldk, C(0), s, g.bk);
   if (!g.causal || k0 + nk - 1 <= q0 + g.off) return;  // the whole tile is visible
   const C ninf = -std::numeric_limits<C>::infinity();
   for (int64_t i = 0; i < nq; ++i) {
     const int64_t first_masked = std::max<int64_t>(0, q0 + i + g.off - k0 + 1);
-    C* row = s + i * kBlockK;
+    C* row = s + i * g.bk;
     for (int64_t j = first_masked; j < nk; ++j) row[j] = ninf;
   }
 }
@@ -221,7 +226,7 @@ void attention_forward_cpu(const Geom& g, const Tensor& q, const Tensor& k, cons
   C* L = lse.data<C>();
   const int64_t D = g.D;
   const int nt = g.threads();
-  const int64_t per = 3 * slot(kBlockQ * D) + 2 * slot(kBlockK * D) + slot(kBlockQ * kBlockK) + 2 * slot(kBlockQ);
+  const int64_t per = 3 * slot(g.bq * D) + 2 * slot(g.bk * D) + slot(g.bq * g.bk) + 2 * slot(g.bq);
   const Workspace<C> ws(nt, per);
   const C ninf = -std::numeric_limits<C>::infinity();
 
@@ -231,13 +236,13 @@ void attention_forward_cpu(const Geom& g, const Tensor& q, const Tensor& k, cons
     const int64_t hk = h / g.G;
     const int64_t q0 = qb * kBlockQ, nq = std::min(kBlockQ, g.T - q0);
     C* cur = ws.thread_base(tid);
-    C* qbuf = take(cur, kBlockQ * D);
-    C* acc = take(cur, kBlockQ * D);
-    C* kbuf = take(cur, kBlockK * D);
-    C* vbuf = take(cur, kBlockK * D);
-    C* s = take(cur, kBlockQ * kBlockK);
-    C* m = take(cur, kBlockQ);
-    C* l = take(cur, kBlockQ);
+    C* qbuf = take(cur, g.bq * D);
+    C* acc = take(cur, g.bq * D);
+    C* kbuf = take(cur, g.bk * D);
+    C* vbuf = take(cur, g.bk * D);
+    C* s = take(cur, g.bq * g.bk);
+    C* m = take(cur, g.bq);
+    C* l = take(cur, g.bq);
 
     int64_t ldq, ldk, ldv;
     const C* qp = load_rows(Q, b, h, q0, nq, D, qbuf, ldq);
@@ -251,7 +256,7 @@ void attention_forward_cpu(const Geom& g, const Tensor& q, const Tensor& k, cons
       const C* vp = load_rows(V, b, hk, k0, nk, D, vbuf, ldv);
       block_scores(g, qp, ldq, q0, nq, kp, ldk, k0, nk, s);
       for (int64_t i = 0; i < nq; ++i) {
-        C* row = s + i * kBlockK;
+        C* row = s + i * g.bk;
         C mx = ninf;
 #pragma omp simd reduction(max : mx)
         for (int64_t j = 0; j < nk; ++j) mx = std::max(mx, row[j]);
@@ -276,7 +281,7 @@ void attention_forward_cpu(const Geom& g, const Tensor& q, const Tensor& k, cons
         }
       }
       // acc += P V
-      cpu::gemm(false, false, nq, D, nk, C(1), s, kBlockK, vp, ldv, C(1), acc, D);
+      cpu::gemm(false, false, nq, D, nk, C(1), s, g.bk, vp, ldv, C(1), acc, D);
     }
     const int64_t row0 = (b * g.Hq + h) * g.T + q0;
     for (int64_t i = 0; i < nq; ++i) {
@@ -300,8 +305,8 @@ struct BackwardCtx {
   const C* Di;  // rowsum(dO * O) (B, Hq, T)
 
   // Per-thread scratch of every backward task.
-  static int64_t scratch_elems(int64_t D) {
-    return 3 * slot(kBlockQ * D) + 4 * slot(kBlockK * D) + 2 * slot(kBlockQ * kBlockK);
+  static int64_t scratch_elems(const Geom& g) {
+    return 3 * slot(g.bq * g.D) + 4 * slot(g.bk * g.D) + 2 * slot(g.bq * g.bk);
   }
   struct Bufs {
     C *qbuf, *dobuf, *kbuf, *vbuf, *s, *dp, *acc_a, *acc_b, *acc_q;
@@ -309,29 +314,29 @@ struct BackwardCtx {
   Bufs carve(C* cur) const {
     const int64_t D = g.D;
     Bufs r;
-    r.qbuf = take(cur, kBlockQ * D);
-    r.dobuf = take(cur, kBlockQ * D);
-    r.acc_q = take(cur, kBlockQ * D);
-    r.kbuf = take(cur, kBlockK * D);
-    r.vbuf = take(cur, kBlockK * D);
-    r.acc_a = take(cur, kBlockK * D);
-    r.acc_b = take(cur, kBlockK * D);
-    r.s = take(cur, kBlockQ * kBlockK);
-    r.dp = take(cur, kBlockQ * kBlockK);
+    r.qbuf = take(cur, g.bq * D);
+    r.dobuf = take(cur, g.bq * D);
+    r.acc_q = take(cur, g.bq * D);
+    r.kbuf = take(cur, g.bk * D);
+    r.vbuf = take(cur, g.bk * D);
+    r.acc_a = take(cur, g.bk * D);
+    r.acc_b = take(cur, g.bk * D);
+    r.s = take(cur, g.bq * g.bk);
+    r.dp = take(cur, g.bq * g.bk);
     return r;
   }
 
-  // One (query block, key block) tile of head (b, h): s <- P, dp <- dS (row stride kBlockK).
+  // One (query block, key block) tile of head (b, h): s <- P, dp <- dS (row stride g.bk).
   void tile(int64_t b, int64_t h, int64_t q0, int64_t nq, const C* qp, int64_t ldq, const C* dop, int64_t lddo,
             int64_t k0, int64_t nk, const C* kp, int64_t ldk, const C* vp, int64_t ldv, C* s, C* dp) const {
     block_scores(g, qp, ldq, q0, nq, kp, ldk, k0, nk, s);
     // dP = dO V^T
-    cpu::gemm(false, true, nq, nk, g.D, C(1), dop, lddo, vp, ldv, C(0), dp, kBlockK);
+    cpu::gemm(false, true, nq, nk, g.D, C(1), dop, lddo, vp, ldv, C(0), dp, g.bk);
     const int64_t row0 = (b * g.Hq + h) * g.T + q0;
     for (int64_t i = 0; i < nq; ++i) {
       const C lse = L[row0 + i], di = Di[row0 + i];
-      C* srow = s + i * kBlockK;
-      C* drow = dp + i * kBlockK;
+      C* srow = s + i * g.bk;
+      C* drow = dp + i * g.bk;
 #pragma omp simd
       for (int64_t j = 0; j < nk; ++j) {
         const C p = exp_c(srow[j] - lse);  // masked: exp(-inf) = 0
@@ -364,11 +369,11 @@ struct BackwardCtx {
         const C* dop = load_rows(dO, b, h, q0, nq, D, w.dobuf, lddo);
         tile(b, h, q0, nq, qp, ldq, dop, lddo, k0, nke, kp, ldk, vp, ldv, w.s, w.dp);
         // dV += P^T dO, dK += scale * dS^T Q
-        cpu::gemm(true, false, nke, D, nq, C(1), w.s, kBlockK, dop, lddo, C(1), dva, D);
-        cpu::gemm(true, false, nke, D, nq, scale, w.dp, kBlockK, qp, ldq, C(1), dka, D);
+        cpu::gemm(true, false, nke, D, nq, C(1), w.s, g.bk, dop, lddo, C(1), dva, D);
+        cpu::gemm(true, false, nke, D, nq, scale, w.dp, g.bk, qp, ldq, C(1), dka, D);
         if (dq_acc) {
           C* dqr = dq_acc + ((b * g.Hq + h) * g.T + q0) * D;
-          cpu::gemm(false, false, nq, D, nke, scale, w.dp, kBlockK, kp, ldk, C(1), dqr, D);
+          cpu::gemm(false, false, nq, D, nke, scale, w.dp, g.bk, kp, ldk, C(1), dqr, D);
         }
       }
     }
@@ -395,7 +400,7 @@ struct BackwardCtx {
       const C* kp = load_rows(K, b, hk, k0, nk, D, w.kbuf, ldk);
       const C* vp = load_rows(V, b, hk, k0, nk, D, w.vbuf, ldv);
       tile(b, h, q0, nq, qp, ldq, dop, lddo, k0, nk, kp, ldk, vp, ldv, w.s, w.dp);
-      cpu::gemm(false, false, nq, D, nk, scale, w.dp, kBlockK, kp, ldk, C(1), dqa, D);  // dQ += scale dS K
+      cpu::gemm(false, false, nq, D, nk, scale, w.dp, g.bk, kp, ldk, C(1), dqa, D);  // dQ += scale dS K
     }
     T* o = dq + ((b * g.Hq + h) * g.T + q0) * D;
     for (int64_t e = 0; e < nq * D; ++e) o[e] = convert<T>(dqa[e]);
@@ -443,7 +448,7 @@ Grads attention_backward_cpu(const Geom& g, const Tensor& q, const Tensor& k, co
 
   const BackwardCtx<T> ctx{g, Operand<T>(q), Operand<T>(k), Operand<T>(v), Operand<T>(dout), lse.data<C>(),
                            di.data<C>()};
-  const Workspace<C> ws(nt, BackwardCtx<T>::scratch_elems(g.D));
+  const Workspace<C> ws(nt, BackwardCtx<T>::scratch_elems(g));
   T* dk = want_kv ? r.dk.data<T>() : nullptr;
   T* dv = want_kv ? r.dv.data<T>() : nullptr;
 
@@ -516,6 +521,8 @@ Geom check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, bool causal
   g.scale = scale == 0 ? 1.0 / std::sqrt(static_cast<double>(g.D)) : scale;
   g.nqb = ceil_div(g.T, kBlockQ);
   g.nkb = ceil_div(g.S, kBlockK);
+  g.bq = std::max<int64_t>(1, std::min(kBlockQ, g.T));
+  g.bk = std::max<int64_t>(1, std::min(kBlockK, g.S));
   return g;
 }
 
