@@ -257,3 +257,64 @@ TEST(Random, DistributionsHaveTheRightMoments) {
 
 }  // namespace
 }  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+// The blocked kernel against the composite softmax(Q K^T * scale + causal mask) V built from
+// the engine's own primitives, values and gradients, with grouped-query heads.
+TEST(Ops, AttentionMatchesCompositeReference) {
+  const int64_t B = 2, Hq = 4, Hkv = 2, T = 5, S = 7, D = 8;
+  Generator g(21);
+  Tensor q = randn({B, Hq, T, D}, 0, 1, DType::f64, &g).set_requires_grad(true);
+  Tensor k = randn({B, Hkv, S, D}, 0, 1, DType::f64, &g).set_requires_grad(true);
+  Tensor v = randn({B, Hkv, S, D}, 0, 1, DType::f64, &g).set_requires_grad(true);
+  Tensor dout = randn({B, Hq, T, D}, 0, 1, DType::f64, &g);
+
+  Tensor fast = scaled_dot_product_attention(q, k, v, true);
+  fast.backward(dout);
+  const std::vector<double> gq = q.grad().to_vector<double>(), gk = k.grad().to_vector<double>(),
+                            gv = v.grad().to_vector<double>();
+  q.zero_grad();
+  k.zero_grad();
+  v.zero_grad();
+
+  // Repeat each kv head for its group: (B, Hkv, S, D) -> (B, Hq, S, D).
+  auto repeat_kv = [&](const Tensor& t) {
+    return t.unsqueeze(2).expand({B, Hkv, Hq / Hkv, S, D}).reshape({B, Hq, S, D});
+  };
+  std::vector<int64_t> m(static_cast<size_t>(T * S));
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = 0; j < S; ++j) m[static_cast<size_t>(i * S + j)] = j > i + (S - T) ? 1 : 0;
+  const Tensor mask = from_vector(m, {T, S}, DType::u8);
+  const Tensor scores = mul(matmul(q, repeat_kv(k).transpose(-2, -1)), 1.0 / std::sqrt(static_cast<double>(D)));
+  const Tensor ref = matmul(softmax(masked_fill(scores, mask, -INFINITY), -1), repeat_kv(v));
+  ref.backward(dout);
+
+  std::vector<double> a = fast.to_vector<double>(), b = ref.to_vector<double>();
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-12);
+  auto close = [](const std::vector<double>& x, const Tensor& y) {
+    std::vector<double> yv = y.to_vector<double>();
+    ASSERT_EQ(x.size(), yv.size());
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(x[i], yv[i], 1e-11) << i;
+  };
+  close(gq, q.grad());
+  close(gk, k.grad());
+  close(gv, v.grad());
+}
+
+// The fused cross-entropy never allocates a softmax-sized copy of the logits in forward.
+TEST(Ops, CrossEntropyForwardAllocatesNoSoftmaxCopy) {
+  const int64_t N = 256, V = 4096;
+  Tensor logits = rand({N, V}, -5, 5);
+  Tensor targets = randint({N}, 0, V);
+  reset_cpu_peak_memory();
+  const int64_t before = cpu_memory_stats().live_bytes;
+  Tensor loss = cross_entropy(logits, targets);
+  const int64_t extra = cpu_memory_stats().peak_bytes - before;
+  EXPECT_LT(extra, N * V * 4 / 16) << "peak grew by " << extra << " bytes";
+  EXPECT_TRUE(std::isfinite(loss.item()));
+}
+
+}  // namespace
+}  // namespace lowbit
