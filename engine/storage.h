@@ -1,5 +1,6 @@
 // Storage: a refcounted byte buffer on one device. Allocators are per device type: the CPU
-// allocator is 64-byte aligned and counts live and peak bytes (tests use the peak to prove
+// allocator is 64-byte aligned, caches freed blocks of 1 MiB and more for reuse (fresh pages
+// cost a page fault each), and counts live and peak bytes (tests use the peak to prove
 // kernels stay memory-efficient); the CUDA caching allocator registers itself when built.
 #pragma once
 #include <cstddef>
@@ -20,12 +21,15 @@ void register_allocator(DeviceType type, Allocator* alloc);
 Allocator* get_allocator(DeviceType type);
 
 struct MemoryStats {
-  int64_t live_bytes = 0;
-  int64_t peak_bytes = 0;
+  int64_t live_bytes = 0;    // bytes requested by live storages
+  int64_t peak_bytes = 0;    // highest live_bytes since the last reset
+  int64_t cached_bytes = 0;  // freed large blocks kept for reuse (not live)
 };
 MemoryStats cpu_memory_stats();
 // Resets the CPU peak to the current live bytes.
 void reset_cpu_peak_memory();
+// Returns the CPU allocator's cached blocks to the system.
+void cpu_empty_cache();
 
 class Storage {
  public:

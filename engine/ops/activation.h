@@ -3,6 +3,7 @@
 #pragma once
 #include <cmath>
 
+#include "lowbit/engine/fast_math.h"
 #include "lowbit/engine/macros.h"
 #include "lowbit/engine/tensor.h"
 
@@ -23,7 +24,7 @@ Tensor silu(const Tensor& x);
 Tensor gelu(const Tensor& x, GeluApprox approx = GeluApprox::None);
 Tensor relu(const Tensor& x);
 
-struct ExpF { template <class C> LOWBIT_HD C operator()(C x) const { return std::exp(x); } };
+struct ExpF { template <class C> LOWBIT_HD C operator()(C x) const { return exp_c(x); } };
 struct LogF { template <class C> LOWBIT_HD C operator()(C x) const { return std::log(x); } };
 struct SqrtF { template <class C> LOWBIT_HD C operator()(C x) const { return std::sqrt(x); } };
 struct RsqrtF { template <class C> LOWBIT_HD C operator()(C x) const { return C(1) / std::sqrt(x); } };
@@ -32,10 +33,10 @@ struct PowF { template <class C> LOWBIT_HD C operator()(C x, C p) const { return
 struct TanhF { template <class C> LOWBIT_HD C operator()(C x) const { return std::tanh(x); } };
 struct SigmoidF {
   template <class C> LOWBIT_HD C operator()(C x) const {
-    // Stable for large |x|: never exponentiates a positive number.
-    if (x >= C(0)) return C(1) / (C(1) + std::exp(-x));
-    const C e = std::exp(x);
-    return e / (C(1) + e);
+    // Stable for large |x|: never exponentiates a positive number; branch-free to vectorize.
+    const C e = exp_c(-std::fabs(x));
+    const C s = C(1) / (C(1) + e);
+    return x >= C(0) ? s : e * s;
   }
 };
 struct SiluF { template <class C> LOWBIT_HD C operator()(C x) const { return x * SigmoidF{}(x); } };

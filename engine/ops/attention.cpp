@@ -40,6 +40,8 @@
 // parallel region).
 #include "lowbit/engine/ops/attention.h"
 
+#include "lowbit/engine/fast_math.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -169,34 +171,6 @@ C* take(C*& cursor, int64_t n) {
 }
 constexpr int64_t slot(int64_t n) { return (n + 15) / 16 * 16; }
 
-// exp for the softmax, inlined so the row loops vectorize (libm's expf is a call per element).
-// f32: Cody-Waite reduction x = n ln2 + r, |r| <= ln2 / 2, the Cephes degree-6 polynomial,
-// scaled by 2^n through the exponent bits (in two halves so 2^128 and 2^-126 stay
-// representable). Max error ~2 ulp; x < -87.34 (where the result would be an f32 subnormal)
-// and x = -inf give 0, x > 88.72 gives +inf, NaN gives NaN. f64 uses std::exp.
-inline float exp_c(float x) {
-  constexpr float kHi = 88.72283f, kLo = -87.33654f;
-  float xc = x > kHi ? kHi : x;  // NaN passes through both clamps
-  xc = xc < kLo ? kLo : xc;
-  constexpr float kShift = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
-  const float t = xc * 1.44269504088896341f + kShift;
-  const float n = t - kShift;
-  float r = xc - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t ni = std::bit_cast<int32_t>(t) - std::bit_cast<int32_t>(kShift);  // n in [-126, 128]
-  const int32_t n1 = ni >> 1, n2 = ni - n1;
-  const float y = p * std::bit_cast<float>(static_cast<uint32_t>(n1 + 127) << 23) *
-                  std::bit_cast<float>(static_cast<uint32_t>(n2 + 127) << 23);
-  return x < kLo ? 0.0f : (x > kHi ? std::numeric_limits<float>::infinity() : y);
-}
-inline double exp_c(double x) { return std::exp(x); }
 
 // s (nq, nk; row stride g.bk) = scale * q k^T, with causally masked entries set to -inf.
 // q: (nq, D) rows q0.., k: (nk, D) rows k0...

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "lowbit/engine/autograd/node.h"
+#include "lowbit/engine/fast_math.h"
 #include "lowbit/engine/ops/op_utils.h"
 
 namespace lowbit {
@@ -15,21 +16,14 @@ struct RowStats {
   double sum;  // sum of the row's logits (for label smoothing)
 };
 
-// One pass: online max and sum of exp, plus the plain sum.
+// Two vectorized passes over the row (it stays in cache): max, then sum of exp and plain sum.
 template <class T>
 RowStats row_stats(const T* x, int64_t V) {
   using C = opmath_t<T>;
-  C m = -INFINITY, s = 0, total = 0;
-  for (int64_t j = 0; j < V; ++j) {
-    const C v = convert<C>(x[j]);
-    total += v;
-    if (v > m) {
-      s = s * std::exp(m - v) + C(1);
-      m = v;
-    } else {
-      s += std::exp(v - m);
-    }
-  }
+  auto load = [](T v) { return convert<C>(v); };
+  const C m = row_max<C>(x, V, load);
+  const C s = row_sum<C>(x, V, [&](T v) { return exp_c(convert<C>(v) - m); });
+  const C total = row_sum<C>(x, V, load);
   return {static_cast<double>(m) + std::log(static_cast<double>(s)), static_cast<double>(total)};
 }
 
@@ -101,7 +95,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
         const C hit = static_cast<C>(1.0 - eps);
         for (int64_t j = 0; j < V; ++j) {
           const C target = j == tp[i] ? hit + c_off : c_off;
-          dp[i * V + j] = convert<T>(sc * (std::exp(convert<C>(xp[i * V + j]) - l) - target));
+          dp[i * V + j] = convert<T>(sc * (exp_c(convert<C>(xp[i * V + j]) - l) - target));
         }
       }
     });

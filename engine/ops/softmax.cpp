@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "lowbit/engine/autograd/node.h"
+#include "lowbit/engine/fast_math.h"
 #include "lowbit/engine/ops/op_utils.h"
 
 namespace lowbit {
@@ -22,17 +23,16 @@ void softmax_rows(const T* x, T* y, int64_t M, int64_t N, bool log) {
   for (int64_t m = 0; m < M; ++m) {
     const T* xr = x + m * N;
     T* yr = y + m * N;
-    C mx = -INFINITY;
-    for (int64_t i = 0; i < N; ++i) mx = std::max(mx, convert<C>(xr[i]));
+    auto load = [](T v) { return convert<C>(v); };
+    C mx = row_max<C>(xr, N, load);
     if (mx == -INFINITY) mx = 0;  // an all -inf row gives NaN like the math says, not a crash
-    C s = 0;
-    for (int64_t i = 0; i < N; ++i) s += std::exp(convert<C>(xr[i]) - mx);
+    const C s = row_sum<C>(xr, N, [&](T v) { return exp_c(convert<C>(v) - mx); });
     if (log) {
       const C lse = mx + std::log(s);
       for (int64_t i = 0; i < N; ++i) yr[i] = convert<T>(convert<C>(xr[i]) - lse);
     } else {
       const C inv = C(1) / s;
-      for (int64_t i = 0; i < N; ++i) yr[i] = convert<T>(std::exp(convert<C>(xr[i]) - mx) * inv);
+      for (int64_t i = 0; i < N; ++i) yr[i] = convert<T>(exp_c(convert<C>(xr[i]) - mx) * inv);
     }
   }
 }
@@ -48,8 +48,8 @@ void softmax_backward_rows(const T* g, const T* y, T* dx, int64_t M, int64_t N, 
     T* dr = dx + m * N;
     C dot = 0;
     if (log) {
-      for (int64_t i = 0; i < N; ++i) dot += convert<C>(gr[i]);
-      for (int64_t i = 0; i < N; ++i) dr[i] = convert<T>(convert<C>(gr[i]) - std::exp(convert<C>(yr[i])) * dot);
+      dot = row_sum<C>(gr, N, [](T v) { return convert<C>(v); });
+      for (int64_t i = 0; i < N; ++i) dr[i] = convert<T>(convert<C>(gr[i]) - exp_c(convert<C>(yr[i])) * dot);
     } else {
       for (int64_t i = 0; i < N; ++i) dot += convert<C>(gr[i]) * convert<C>(yr[i]);
       for (int64_t i = 0; i < N; ++i) dr[i] = convert<T>(convert<C>(yr[i]) * (convert<C>(gr[i]) - dot));

@@ -133,3 +133,31 @@ TEST(Tensor, BadInputsGiveClearErrors) {
 
 }  // namespace
 }  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+TEST(CpuAllocator, LargeBlocksAreReusedAndCountedOnlyWhileLive) {
+  cpu_empty_cache();
+  const int64_t live0 = cpu_memory_stats().live_bytes;
+  void* first = nullptr;
+  {
+    Tensor a = empty({1 << 21});  // 8 MiB
+    first = a.raw_data();
+    EXPECT_EQ(cpu_memory_stats().live_bytes, live0 + (8 << 20));
+  }
+  EXPECT_EQ(cpu_memory_stats().live_bytes, live0);
+#if defined(__SANITIZE_ADDRESS__)
+  EXPECT_EQ(cpu_memory_stats().cached_bytes, 0);  // sanitizer builds never cache
+#else
+  EXPECT_EQ(cpu_memory_stats().cached_bytes, 8 << 20);
+  Tensor b = empty({(1 << 21) - 1000});  // same size class: the cached block comes back
+  EXPECT_EQ(b.raw_data(), first);
+  EXPECT_EQ(cpu_memory_stats().cached_bytes, 0);
+#endif
+  cpu_empty_cache();
+  EXPECT_EQ(cpu_memory_stats().cached_bytes, 0);
+}
+
+}  // namespace
+}  // namespace lowbit
