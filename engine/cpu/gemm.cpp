@@ -20,6 +20,7 @@ constexpr GemmBackend kDefaultBackend =
 #endif
 
 std::atomic<GemmBackend> g_backend{kDefaultBackend};
+std::atomic<int64_t> g_onednn_min_work{detail::kOneDnnMinWork};
 
 int64_t max1(int64_t v) { return v > 1 ? v : 1; }
 
@@ -130,7 +131,9 @@ void run_backend(const detail::GemmShape& s, S alpha, const TA* A, const TA* B, 
     detail::gemm_eigen(s, alpha, A, B, beta, C);  // oneDNN has no f64 matmul
   } else {
 #if defined(LOWBIT_HAVE_DNNL)
-    if (g_backend.load(std::memory_order_relaxed) == GemmBackend::OneDNN) {
+    const double work = static_cast<double>(s.batch) * s.M * s.N * s.K;
+    if (g_backend.load(std::memory_order_relaxed) == GemmBackend::OneDNN &&
+        work >= static_cast<double>(g_onednn_min_work.load(std::memory_order_relaxed))) {
       detail::gemm_onednn(s, alpha, A, B, beta, C);
       return;
     }
@@ -192,6 +195,10 @@ void set_gemm_backend(GemmBackend b) {
   LOWBIT_CHECK(gemm_backend_available(b), "set_gemm_backend: backend ", gemm_backend_name(b),
                " is not built (oneDNN was not found at configure time)");
   g_backend.store(b, std::memory_order_relaxed);
+}
+
+int64_t detail::set_onednn_min_work(int64_t work) {
+  return g_onednn_min_work.exchange(work < 0 ? 0 : work, std::memory_order_relaxed);
 }
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,

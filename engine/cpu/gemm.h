@@ -11,11 +11,12 @@
 //   C stored (M,N), ldc >= max(1,N)
 //
 // BLAS conventions: beta == 0 means C is write-only (NaN/garbage in C is not propagated);
-// M == 0 or N == 0 is a no-op; K == 0 gives C = beta * C. Bad arguments (negative dims, ld too
+// alpha == 0 or K == 0 gives C = beta * C without reading A or B; M == 0 or N == 0 is a no-op. Bad arguments (negative dims, ld too
 // small, null pointers with non-empty extents, overlapping output batches) throw lowbit::Error.
 //
 // Precision: f32 and f64 accumulate in their own type. bf16 x bf16 multiplies exactly and
-// accumulates in f32 (output f32); the oneDNN bf16 kernel (vdpbf16ps) flushes denormals.
+// accumulates in f32 (output f32); the oneDNN bf16 kernel (vdpbf16ps) flushes denormals. The
+// Eigen bf16 path widens tiles to f32 in per-thread scratch it keeps (up to 8 MiB per thread).
 //
 // Threading: both backends use the OpenMP thread pool (omp_get_max_threads()).
 // Called from inside an OpenMP parallel region, a GEMM runs on the calling thread only.
@@ -32,6 +33,8 @@ const char* gemm_backend_name(GemmBackend b);
 // Eigen: always. OneDNN: when built with oneDNN.
 bool gemm_backend_available(GemmBackend b);
 // Process-wide selection used by every gemm call. Default: OneDNN when available, else Eigen.
+// With OneDNN selected, tiny problems (batch*M*N*K < detail::kOneDnnMinWork) and f64 still run
+// on Eigen: oneDNN's ~2 us per-call overhead loses to Eigen below roughly 40^3.
 GemmBackend default_gemm_backend();
 GemmBackend gemm_backend();
 // Throws lowbit::Error if the backend is not available.
@@ -85,6 +88,11 @@ void gemm_batched(int64_t batch, bool trans_a, bool trans_b, int64_t M, int64_t 
 // Called by gemm.cpp after validation with batch >= 1, M, N, K >= 1 and stride_c != 0 unless
 // batch == 1. Not for direct use: call gemm / gemm_batched.
 namespace detail {
+inline constexpr int64_t kOneDnnMinWork = int64_t{1} << 16;
+// Sets the batch*M*N*K below which the OneDNN selection runs on Eigen; returns the previous
+// value. Tests set 0 to exercise oneDNN on every shape.
+int64_t set_onednn_min_work(int64_t work);
+
 struct GemmShape {
   int64_t batch;
   bool trans_a, trans_b;

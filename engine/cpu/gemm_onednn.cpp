@@ -171,8 +171,8 @@ ThreadState& thread_state() {
 template <class TA>
 void run(Kind kind, const GemmShape& s, float alpha, const TA* A, const TA* B, float beta,
          float* C) {
-  const Key key{kind,  s.trans_a, s.trans_b, s.batch,        s.M,
-                s.N,   s.K,       s.lda,     s.ldb,          s.ldc,
+  const Key key{kind,       s.trans_a,  s.trans_b,  s.batch,        s.M,
+                s.N,        s.K,        s.lda,      s.ldb,          s.ldc,
                 s.stride_a, s.stride_b, s.stride_c, bits_of(alpha), bits_of(beta == 0.0f ? 0.0f : beta)};
   const std::shared_ptr<const Entry> e = lookup(key);
   if (e->fallback) {
@@ -190,8 +190,13 @@ void run(Kind kind, const GemmShape& s, float alpha, const TA* A, const TA* B, f
     memory::desc sd({static_cast<int64_t>(e->scratch_bytes)}, memory::data_type::u8, {1});
     args.emplace(DNNL_ARG_SCRATCHPAD, memory(sd, eng, ts.scratchpad(e->scratch_bytes)));
   }
-  e->prim.execute(ts.stream, args);
-  ts.stream.wait();
+  try {
+    e->prim.execute(ts.stream, args);
+    ts.stream.wait();
+  } catch (const dnnl::error& err) {
+    LOWBIT_FAIL("gemm(onednn): matmul ", s.M, "x", s.N, "x", s.K, " (batch ", s.batch,
+                ") failed: ", err.what());
+  }
 }
 
 }  // namespace

@@ -65,6 +65,13 @@ struct Case {
   }
 };
 
+// Routes every shape to oneDNN when it is selected (by default tiny ones run on Eigen).
+struct MinWorkGuard {
+  int64_t prev;
+  explicit MinWorkGuard(int64_t w) : prev(detail::set_onednn_min_work(w)) {}
+  ~MinWorkGuard() { detail::set_onednn_min_work(prev); }
+};
+
 // Buffer size for `batch` matrices of rows x ld at batch stride s.
 int64_t extent(int64_t batch, int64_t rows, int64_t ld, int64_t s) {
   const int64_t nb = s == 0 ? 1 : batch;
@@ -129,6 +136,7 @@ struct Problem {
 
   std::vector<TC> run(GemmBackend be) const {
     GemmBackendGuard guard(be);
+    MinWorkGuard all_on_onednn(0);  // small shapes too
     std::vector<TC> C = C0;
     using S = TC;
     if (c.batch == 1 && c.sa < 0 && c.sb < 0 && c.sc < 0) {
@@ -432,6 +440,12 @@ TEST(Gemm, OneDnnCacheAndThreads) {
 #if defined(LOWBIT_HAVE_DNNL)
   GemmBackendGuard g(GemmBackend::OneDNN);
   detail::onednn_clear_cache();
+  {  // below the work threshold, the OneDNN selection runs on Eigen: no primitive is created
+    float a[4] = {1, 2, 3, 4}, b[4] = {1, 1, 1, 1}, c[4];
+    gemm(false, false, 2, 2, 2, 1.0f, a, 2, b, 2, 0.0f, c, 2);
+    EXPECT_EQ(c[1], 3.0f);
+    EXPECT_EQ(detail::onednn_cache_size(), 0);
+  }
   const int64_t M = 48, N = 40, K = 56;
   std::vector<float> a(M * K), b(K * N);
   std::mt19937 rng(5);
