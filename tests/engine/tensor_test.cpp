@@ -161,3 +161,17 @@ TEST(CpuAllocator, LargeBlocksAreReusedAndCountedOnlyWhileLive) {
 
 }  // namespace
 }  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+TEST(Tensor, FloatToIntCastsTruncateAndSaturate) {
+  Tensor f = from_vector(std::vector<double>{2.9, -2.9, NAN, 1e20, -1e20, 3e9}, {6}, DType::f64);
+  EXPECT_EQ(f.to(DType::i32).to_vector<int32_t>(),
+            (std::vector<int32_t>{2, -2, 0, INT32_MAX, INT32_MIN, INT32_MAX}));
+  EXPECT_EQ(f.to(DType::u8).to_vector<uint8_t>(), (std::vector<uint8_t>{2, 0, 0, 255, 0, 255}));
+  EXPECT_EQ(f.to(DType::i64).to_vector<int64_t>()[5], 3000000000LL);
+}
+
+}  // namespace
+}  // namespace lowbit
