@@ -45,34 +45,32 @@ LOWBIT_HD float fast_exp(float x) {
 LOWBIT_HD float exp_c(float x) { return fast_exp(x); }
 LOWBIT_HD double exp_c(double x) { return std::exp(x); }
 
-// Row statistics with 16 independent lanes, so the loops vectorize without reassociating
-// floats behind the compiler's back (the lane order is fixed: results do not depend on threads).
-template <class C, class T, class Load>
-C row_max(const T* x, int64_t n, Load load) {
+// Row reductions with 16 independent lanes combined by a fixed tree, so the loops vectorize
+// without reassociating floats behind the compiler's back and the result depends only on the
+// data (never on threads). combine(acc, load(x_i)) for every element, from `identity`.
+template <class C, class T, class Load, class Combine>
+C row_reduce(const T* x, int64_t n, C identity, Load load, Combine combine) {
   constexpr int kLanes = 16;
   C acc[kLanes];
-  for (int k = 0; k < kLanes; ++k) acc[k] = -std::numeric_limits<C>::infinity();
+  for (int k = 0; k < kLanes; ++k) acc[k] = identity;
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
-    for (int k = 0; k < kLanes; ++k) acc[k] = std::max(acc[k], load(x[i + k]));
-  for (int k = 0; i < n; ++i, ++k) acc[k] = std::max(acc[k], load(x[i]));
-  C m = acc[0];
-  for (int k = 1; k < kLanes; ++k) m = std::max(m, acc[k]);
-  return m;
+    for (int k = 0; k < kLanes; ++k) acc[k] = combine(acc[k], load(x[i + k]));
+  for (int k = 0; i < n; ++i, ++k) acc[k] = combine(acc[k], load(x[i]));
+  for (int w = kLanes / 2; w > 0; w /= 2)
+    for (int k = 0; k < w; ++k) acc[k] = combine(acc[k], acc[k + w]);
+  return acc[0];
 }
 
-// sum_i f(x_i) with 16 lanes.
+template <class C, class T, class Load>
+C row_max(const T* x, int64_t n, Load load) {
+  return row_reduce<C>(x, n, -std::numeric_limits<C>::infinity(), load, [](C a, C b) { return std::max(a, b); });
+}
+
+// sum_i f(x_i)
 template <class C, class T, class F>
 C row_sum(const T* x, int64_t n, F f) {
-  constexpr int kLanes = 16;
-  C acc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int k = 0; k < kLanes; ++k) acc[k] += f(x[i + k]);
-  for (int k = 0; i < n; ++i, ++k) acc[k] += f(x[i]);
-  C s = 0;
-  for (int k = 0; k < kLanes; ++k) s += acc[k];
-  return s;
+  return row_reduce<C>(x, n, C(0), f, [](C a, C b) { return a + b; });
 }
 
 }  // namespace lowbit

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "lowbit/engine/autograd/node.h"
+#include "lowbit/engine/fast_math.h"
 #include "lowbit/engine/ops/elementwise.h"
 #include "lowbit/engine/ops/op_utils.h"
 
@@ -12,7 +13,6 @@ namespace lowbit {
 namespace {
 
 constexpr int64_t kChunk = 8192;  // fixed split of long rows: keeps results thread-count independent
-constexpr int kLanes = 16;
 
 template <class A>
 struct SumOp {
@@ -25,23 +25,10 @@ struct MaxOp {
   static A combine(A a, A b) { return (a > b || a != a) ? a : b; }
 };
 
-// Reduces n elements at stride s in a fixed order: kLanes interleaved accumulators, then a tree.
+// Reduces n contiguous elements in a fixed order (row_reduce: 16 lanes, then a tree).
 template <class Op, class A, class T>
-A reduce_run(const T* x, int64_t n, int64_t s) {
-  A acc[kLanes];
-  for (int k = 0; k < kLanes; ++k) acc[k] = Op::identity();
-  int64_t i = 0;
-  if (s == 1) {
-    for (; i + kLanes <= n; i += kLanes)
-      for (int k = 0; k < kLanes; ++k) acc[k] = Op::combine(acc[k], convert<A>(x[i + k]));
-  } else {
-    for (; i + kLanes <= n; i += kLanes)
-      for (int k = 0; k < kLanes; ++k) acc[k] = Op::combine(acc[k], convert<A>(x[(i + k) * s]));
-  }
-  for (int k = 0; i < n; ++i, ++k) acc[k] = Op::combine(acc[k], convert<A>(x[i * s]));
-  for (int w = kLanes / 2; w > 0; w /= 2)
-    for (int k = 0; k < w; ++k) acc[k] = Op::combine(acc[k], acc[k + w]);
-  return acc[0];
+A reduce_run(const T* x, int64_t n) {
+  return row_reduce<A>(x, n, Op::identity(), [](T v) { return convert<A>(v); }, [](A a, A b) { return Op::combine(a, b); });
 }
 
 // x viewed as (M, R) with row stride rs and element stride 1 -> out (M).
@@ -51,7 +38,7 @@ void reduce_rows(const T* x, int64_t M, int64_t R, int64_t rs, T* out) {
   const int64_t chunks = std::max<int64_t>(1, (R + kChunk - 1) / kChunk);
   if (chunks == 1) {
 #pragma omp parallel for schedule(static) if (M * R > 32768)
-    for (int64_t m = 0; m < M; ++m) out[m] = convert<T>(reduce_run<Op, A>(x + m * rs, R, 1));
+    for (int64_t m = 0; m < M; ++m) out[m] = convert<T>(reduce_run<Op, A>(x + m * rs, R));
     return;
   }
   std::vector<A> partial(static_cast<size_t>(M * chunks));
@@ -59,7 +46,7 @@ void reduce_rows(const T* x, int64_t M, int64_t R, int64_t rs, T* out) {
   for (int64_t t = 0; t < M * chunks; ++t) {
     const int64_t m = t / chunks, c = t % chunks;
     const int64_t start = c * kChunk;
-    partial[static_cast<size_t>(t)] = reduce_run<Op, A>(x + m * rs + start, std::min(kChunk, R - start), 1);
+    partial[static_cast<size_t>(t)] = reduce_run<Op, A>(x + m * rs + start, std::min(kChunk, R - start));
   }
   for (int64_t m = 0; m < M; ++m) {
     A acc = partial[static_cast<size_t>(m * chunks)];
