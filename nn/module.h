@@ -1,0 +1,53 @@
+// Module: a tree of named parameters and submodules. The dotted names (e.g.
+// "model.layers.0.self_attn.q_proj.weight") are exactly the Hugging Face checkpoint keys, so
+// loading and saving never needs a name map. Modules are plain, non-copyable classes held by
+// unique_ptr; parameters are Tensor handles shared with whoever registered them.
+#pragma once
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lowbit/engine/tensor.h"
+
+namespace lowbit::nn {
+
+class Module {
+ public:
+  Module() = default;
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // Every parameter below this module, depth first in registration order, with dotted names.
+  std::vector<std::pair<std::string, Tensor>> named_parameters(const std::string& prefix = "") const;
+  std::vector<Tensor> parameters() const;
+  int64_t num_parameters() const;
+  // The parameter with this dotted name; throws naming it when absent.
+  Tensor parameter(const std::string& dotted_name) const;
+
+  // Training mode switches behaviour such as activation checkpointing; recursive.
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+ protected:
+  // Registers t (made a leaf that requires grad) and returns it.
+  Tensor register_parameter(const std::string& name, Tensor t);
+  template <class M>
+  M& register_module(const std::string& name, std::unique_ptr<M> m) {
+    M& ref = *m;
+    add_child(name, std::move(m));
+    return ref;
+  }
+
+ private:
+  void add_child(const std::string& name, std::unique_ptr<Module> m);
+  void check_name(const std::string& name) const;
+
+  std::vector<std::pair<std::string, Tensor>> params_;
+  std::vector<std::pair<std::string, std::unique_ptr<Module>>> children_;
+  bool training_ = true;
+};
+
+}  // namespace lowbit::nn
