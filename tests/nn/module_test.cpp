@@ -89,3 +89,43 @@ TEST(Module, DuplicateNamesAreRejected) {
 
 }  // namespace
 }  // namespace lowbit::nn
+
+#include "lowbit/nn/mlp.h"
+
+namespace lowbit::nn {
+namespace {
+
+TEST(Module, SwiGLUMatchesItsFormulaAndGradchecks) {
+  Generator g(5);
+  SwiGLU mlp(4, 6, LinearOptions{false, 0.5, DType::f64}, &g);
+  std::vector<std::string> names;
+  for (auto& [n, t] : mlp.named_parameters()) names.push_back(n);
+  EXPECT_EQ(names, (std::vector<std::string>{"gate_proj.weight", "up_proj.weight", "down_proj.weight"}));
+  Tensor x = rand({2, 4}, -1, 1, DType::f64, &g);
+  // Reference with plain loops from the weights.
+  std::vector<double> xv = x.to_vector<double>(), wg = mlp.gate_proj->weight.to_vector<double>(),
+                      wu = mlp.up_proj->weight.to_vector<double>(), wd = mlp.down_proj->weight.to_vector<double>(),
+                      y = mlp.forward(x).to_vector<double>();
+  for (int r = 0; r < 2; ++r) {
+    double h[6];
+    for (int j = 0; j < 6; ++j) {
+      double a = 0, b = 0;
+      for (int i = 0; i < 4; ++i) {
+        a += xv[r * 4 + i] * wg[j * 4 + i];
+        b += xv[r * 4 + i] * wu[j * 4 + i];
+      }
+      h[j] = a / (1 + std::exp(-a)) * b;
+    }
+    for (int o = 0; o < 4; ++o) {
+      double s = 0;
+      for (int j = 0; j < 6; ++j) s += h[j] * wd[o * 6 + j];
+      EXPECT_NEAR(y[r * 4 + o], s, 1e-13);
+    }
+  }
+  GradcheckResult res =
+      gradcheck([&](const std::vector<Tensor>& in) { return mlp.forward(in[0]); }, {x.detach().set_requires_grad(true)});
+  EXPECT_TRUE(res.ok) << res.message;
+}
+
+}  // namespace
+}  // namespace lowbit::nn
