@@ -2,7 +2,6 @@
 
 #include <cmath>
 
-#include "lowbit/engine/autograd/grad_mode.h"
 
 namespace lowbit::optim {
 
@@ -40,32 +39,23 @@ void adamw_kernel(T* p, const T* g, T* m, T* v, int64_t n, double lr, double wd,
 }  // namespace
 
 void AdamW::step() {
-  NoGradGuard no_grad;
-  ++steps_;
-  for (size_t gi = 0; gi < groups_.size(); ++gi) {
-    const ParamGroup& group = groups_[gi];
-    for (size_t i = 0; i < group.params.size(); ++i) {
-      const Tensor& p = group.params[i];
-      Tensor g = p.grad();
-      if (!g.defined()) continue;
-      LOWBIT_CHECK(g.shape() == p.shape(), "AdamW: grad shape ", shape_str(g.shape()), " != param shape ",
-                   shape_str(p.shape()));
-      if (g.dtype() != p.dtype() || !g.is_contiguous()) g = g.to(p.dtype()).contiguous();
-      if (!m_[gi][i].defined()) {
-        m_[gi][i] = zeros(p.shape(), p.dtype());
-        v_[gi][i] = zeros(p.shape(), p.dtype());
-      }
-      const int64_t t = ++t_[gi][i];
-      p.storage()->bump_version();
-      if (p.dtype() == DType::f64) {
-        adamw_kernel<double>(p.data<double>(), g.data<double>(), m_[gi][i].data<double>(), v_[gi][i].data<double>(),
-                             p.numel(), lr_, group.weight_decay, opts_.beta1, opts_.beta2, opts_.eps, t);
-      } else {
-        adamw_kernel<float>(p.data<float>(), g.data<float>(), m_[gi][i].data<float>(), v_[gi][i].data<float>(),
-                            p.numel(), lr_, group.weight_decay, opts_.beta1, opts_.beta2, opts_.eps, t);
-      }
+  for_each_update("AdamW", [&](size_t gi, size_t i, const Tensor& p, const Tensor& g) {
+    if (!m_[gi][i].defined()) {
+      m_[gi][i] = zeros(p.shape(), p.dtype());
+      v_[gi][i] = zeros(p.shape(), p.dtype());
     }
-  }
+    const int64_t t = ++t_[gi][i];
+    const double wd = groups_[gi].weight_decay;
+    auto run = [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      adamw_kernel<T>(p.data<T>(), g.data<T>(), m_[gi][i].data<T>(), v_[gi][i].data<T>(), p.numel(), lr_, wd,
+                      opts_.beta1, opts_.beta2, opts_.eps, t);
+    };
+    if (p.dtype() == DType::f64)
+      run(TypeTag<double>{});
+    else
+      run(TypeTag<float>{});
+  });
 }
 
 }  // namespace lowbit::optim

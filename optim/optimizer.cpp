@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "lowbit/engine/autograd/grad_mode.h"
+
 namespace lowbit::optim {
 
 Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr) : groups_(std::move(groups)), lr_(lr) {
@@ -24,6 +26,23 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr) : groups_(std::m
 void Optimizer::set_lr(double lr) {
   LOWBIT_CHECK(std::isfinite(lr) && lr >= 0, "optimizer: learning rate must be finite and >= 0, got ", lr);
   lr_ = lr;
+}
+
+void Optimizer::for_each_update(const char* name, const UpdateFn& update) {
+  NoGradGuard no_grad;
+  ++steps_;
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
+      const Tensor& p = groups_[gi].params[i];
+      Tensor g = p.grad();
+      if (!g.defined()) continue;
+      LOWBIT_CHECK(g.shape() == p.shape(), name, ": group ", gi, " param ", i, " has grad shape ",
+                   shape_str(g.shape()), " but shape ", shape_str(p.shape()));
+      if (g.dtype() != p.dtype() || !g.is_contiguous()) g = g.to(p.dtype()).contiguous();
+      p.storage()->bump_version();
+      update(gi, i, p, g);
+    }
+  }
 }
 
 void Optimizer::zero_grad() {

@@ -2,6 +2,7 @@
 // embeddings can be excluded from decay), a learning rate that schedules set each step, and
 // zero_grad. Steps run under NoGradGuard and update parameters in place.
 #pragma once
+#include <functional>
 #include <vector>
 
 #include "lowbit/engine/tensor.h"
@@ -29,6 +30,13 @@ class Optimizer {
   int64_t steps() const { return steps_; }
 
  protected:
+  // The step loop every optimizer shares: counts the step, then calls
+  // update(group_index, param_index, param, grad) for each parameter with a gradient, under
+  // NoGradGuard, with the grad checked and converted to the parameter's dtype and layout, and
+  // the parameter's version bumped.
+  using UpdateFn = std::function<void(size_t, size_t, const Tensor&, const Tensor&)>;
+  void for_each_update(const char* name, const UpdateFn& update);
+
   std::vector<ParamGroup> groups_;
   double lr_;
   int64_t steps_ = 0;

@@ -1,6 +1,5 @@
 #include "lowbit/optim/sgd.h"
 
-#include "lowbit/engine/autograd/grad_mode.h"
 
 namespace lowbit::optim {
 
@@ -28,29 +27,19 @@ void sgd_kernel(T* p, const T* g, T* buf, int64_t n, double lr, double wd, doubl
 }  // namespace
 
 void SGD::step() {
-  NoGradGuard no_grad;
-  ++steps_;
-  for (size_t gi = 0; gi < groups_.size(); ++gi) {
-    const ParamGroup& group = groups_[gi];
-    for (size_t i = 0; i < group.params.size(); ++i) {
-      const Tensor& p = group.params[i];
-      Tensor g = p.grad();
-      if (!g.defined()) continue;
-      if (g.dtype() != p.dtype() || !g.is_contiguous()) g = g.to(p.dtype()).contiguous();
-      const bool first = opts_.momentum > 0 && !buf_[gi][i].defined();
-      if (first) buf_[gi][i] = zeros(p.shape(), p.dtype());
-      p.storage()->bump_version();
-      auto run = [&](auto tag) {
-        using T = typename decltype(tag)::type;
-        sgd_kernel<T>(p.data<T>(), g.data<T>(), opts_.momentum > 0 ? buf_[gi][i].data<T>() : nullptr, p.numel(), lr_,
-                      group.weight_decay, opts_.momentum, opts_.dampening, opts_.nesterov, first);
-      };
-      if (p.dtype() == DType::f64)
-        run(TypeTag<double>{});
-      else
-        run(TypeTag<float>{});
-    }
-  }
+  for_each_update("SGD", [&](size_t gi, size_t i, const Tensor& p, const Tensor& g) {
+    const bool first = opts_.momentum > 0 && !buf_[gi][i].defined();
+    if (first) buf_[gi][i] = zeros(p.shape(), p.dtype());
+    auto run = [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      sgd_kernel<T>(p.data<T>(), g.data<T>(), opts_.momentum > 0 ? buf_[gi][i].data<T>() : nullptr, p.numel(), lr_,
+                    groups_[gi].weight_decay, opts_.momentum, opts_.dampening, opts_.nesterov, first);
+    };
+    if (p.dtype() == DType::f64)
+      run(TypeTag<double>{});
+    else
+      run(TypeTag<float>{});
+  });
 }
 
 }  // namespace lowbit::optim
