@@ -18,8 +18,9 @@ Linear::Linear(int64_t in_features, int64_t out_features, const LinearOptions& o
 Tensor Linear::forward(const Tensor& x) const {
   LOWBIT_CHECK(x.dim() >= 1 && x.size(-1) == in_, "Linear: input ", shape_str(x.shape()), " does not end in ",
                in_, " features");
-  Tensor y = matmul(x, weight.t());
-  return bias.defined() ? add(y, bias) : y;
+  // Mixed precision: f32 master weights are cast to the activation dtype (differentiably).
+  Tensor y = matmul(x, weight.to(x.dtype()).t());
+  return bias.defined() ? add(y, bias.to(x.dtype())) : y;
 }
 
 }  // namespace lowbit::nn

@@ -17,7 +17,7 @@ struct LinearOptions {
 class Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, const LinearOptions& opts = {}, Generator* gen = nullptr);
-  // x: (..., in) -> (..., out)
+  // x: (..., in) -> (..., out), in x's dtype (weights of another dtype are cast: mixed precision)
   Tensor forward(const Tensor& x) const;
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }

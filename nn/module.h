@@ -50,4 +50,21 @@ class Module {
   bool training_ = true;
 };
 
+// Submodules named "0", "1", ... in order, as HF names its `layers.N`.
+template <class M>
+class ModuleList : public Module {
+ public:
+  M& append(std::unique_ptr<M> m) {
+    items_.push_back(&register_module(std::to_string(items_.size()), std::move(m)));
+    return *items_.back();
+  }
+  size_t size() const { return items_.size(); }
+  M& operator[](size_t i) const { return *items_.at(i); }
+  auto begin() const { return items_.begin(); }
+  auto end() const { return items_.end(); }
+
+ private:
+  std::vector<M*> items_;
+};
+
 }  // namespace lowbit::nn

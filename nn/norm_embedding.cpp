@@ -10,7 +10,7 @@ RMSNorm::RMSNorm(int64_t dim, double eps_, DType dtype, Device device) : eps(eps
   weight = register_parameter("weight", ones({dim}, dtype, device));
 }
 
-Tensor RMSNorm::forward(const Tensor& x) const { return rms_norm(x, weight, eps); }
+Tensor RMSNorm::forward(const Tensor& x) const { return rms_norm(x, weight.to(x.dtype()), eps); }
 
 Embedding::Embedding(int64_t num_embeddings, int64_t dim, double init_std, DType dtype, Device device,
                      Generator* gen) {

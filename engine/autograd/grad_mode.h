@@ -17,4 +17,16 @@ class NoGradGuard {
   bool prev_;
 };
 
+// Sets grad mode for a scope (e.g. on inside a backward that recomputes a forward).
+class GradModeGuard {
+ public:
+  explicit GradModeGuard(bool enabled) : prev_(grad_enabled()) { set_grad_enabled(enabled); }
+  ~GradModeGuard() { set_grad_enabled(prev_); }
+  GradModeGuard(const GradModeGuard&) = delete;
+  GradModeGuard& operator=(const GradModeGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
 }  // namespace lowbit

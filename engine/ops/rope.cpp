@@ -8,16 +8,30 @@
 
 namespace lowbit {
 
+std::vector<double> rope_inv_freq(int64_t D, double theta) {
+  LOWBIT_CHECK(D > 0 && D % 2 == 0, "rope: head dim must be even, got ", D);
+  LOWBIT_CHECK(theta > 0, "rope: theta must be positive, got ", theta);
+  std::vector<double> f(static_cast<size_t>(D / 2));
+  for (int64_t i = 0; i < D / 2; ++i)
+    f[static_cast<size_t>(i)] = 1.0 / std::pow(theta, static_cast<double>(2 * i) / static_cast<double>(D));
+  return f;
+}
+
 std::pair<Tensor, Tensor> rope_cos_sin(int64_t T, int64_t D, double theta, int64_t offset, DType dtype,
                                        Device device) {
-  LOWBIT_CHECK(D > 0 && D % 2 == 0, "rope: head dim must be even, got ", D);
+  return rope_cos_sin(rope_inv_freq(D, theta), T, offset, dtype, device);
+}
+
+std::pair<Tensor, Tensor> rope_cos_sin(const std::vector<double>& inv_freq, int64_t T, int64_t offset, DType dtype,
+                                       Device device) {
+  LOWBIT_CHECK(!inv_freq.empty(), "rope: no frequencies");
   LOWBIT_CHECK(T >= 0 && offset >= 0, "rope: invalid positions T=", T, " offset=", offset);
+  const int64_t half = static_cast<int64_t>(inv_freq.size()), D = 2 * half;
+  if (device.is_meta()) return {empty({T, D}, dtype, kMeta), empty({T, D}, dtype, kMeta)};
   std::vector<double> c(static_cast<size_t>(T * D)), s(static_cast<size_t>(T * D));
-  const int64_t half = D / 2;
   for (int64_t t = 0; t < T; ++t) {
     for (int64_t i = 0; i < half; ++i) {
-      const double inv_freq = 1.0 / std::pow(theta, static_cast<double>(2 * i) / static_cast<double>(D));
-      const double angle = static_cast<double>(t + offset) * inv_freq;
+      const double angle = static_cast<double>(t + offset) * inv_freq[static_cast<size_t>(i)];
       for (int64_t h : {i, i + half}) {
         c[static_cast<size_t>(t * D + h)] = std::cos(angle);
         s[static_cast<size_t>(t * D + h)] = std::sin(angle);

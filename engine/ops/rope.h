@@ -3,13 +3,19 @@
 // theta^(-2i/D) for i < D/2 repeated over both halves.
 #pragma once
 #include <utility>
+#include <vector>
 
 #include "lowbit/engine/tensor.h"
 
 namespace lowbit {
 
+// The D/2 rotation frequencies theta^(-2i/D), i < D/2.
+std::vector<double> rope_inv_freq(int64_t D, double theta = 10000.0);
 // -> cos, sin: (T, D) for positions offset .. offset+T-1 (computed in f64, stored as dtype)
 std::pair<Tensor, Tensor> rope_cos_sin(int64_t T, int64_t D, double theta = 10000.0, int64_t offset = 0,
+                                       DType dtype = DType::f32, Device device = kCPU);
+// The same for given frequencies (e.g. after a context-extension transform); D = 2 * inv_freq.size().
+std::pair<Tensor, Tensor> rope_cos_sin(const std::vector<double>& inv_freq, int64_t T, int64_t offset = 0,
                                        DType dtype = DType::f32, Device device = kCPU);
 // x: (..., T, D), cos, sin: (T, D) -> (..., T, D)
 Tensor apply_rope(const Tensor& x, const Tensor& cos, const Tensor& sin);
