@@ -145,8 +145,13 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
   if (!device.is_meta()) data_ = get_allocator(device.type)->allocate(nbytes, device);
 }
 
+Storage::Storage(void* data, size_t nbytes, Device device, std::shared_ptr<void> owner)
+    : data_(data), nbytes_(nbytes), device_(device), owner_(std::move(owner)) {
+  LOWBIT_CHECK(owner_ != nullptr, "Storage: external memory needs an owner that keeps it alive");
+}
+
 Storage::~Storage() {
-  if (data_) get_allocator(device_.type)->deallocate(data_, nbytes_);
+  if (data_ && !owner_) get_allocator(device_.type)->deallocate(data_, nbytes_);
 }
 
 }  // namespace lowbit

@@ -34,6 +34,9 @@ void cpu_empty_cache();
 class Storage {
  public:
   Storage(size_t nbytes, Device device);
+  // Wraps `nbytes` at `data` owned by someone else (a memory-mapped file): no copy, no
+  // allocator, not counted in the memory stats; `owner` is kept alive as long as this storage.
+  Storage(void* data, size_t nbytes, Device device, std::shared_ptr<void> owner);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -50,6 +53,7 @@ class Storage {
   size_t nbytes_ = 0;
   Device device_;
   uint64_t version_ = 0;
+  std::shared_ptr<void> owner_;  // set for external memory, which is never deallocated here
 };
 
 }  // namespace lowbit
