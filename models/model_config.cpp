@@ -47,12 +47,12 @@ void check_positive(const std::string& source, const char* key, int64_t v) {
   LOWBIT_CHECK(v > 0, source, ": field '", key, "' must be positive, got ", v);
 }
 
-DType parse_torch_dtype(const std::string& source, const std::string& s) {
+DType parse_torch_dtype(const std::string& source, const char* key, const std::string& s) {
   if (s == "float32") return DType::f32;
   if (s == "bfloat16") return DType::bf16;
   if (s == "float16") return DType::f16;
   if (s == "float64") return DType::f64;
-  LOWBIT_FAIL(source, ": field 'torch_dtype' has unsupported value '", s, "' (float32, bfloat16, float16, float64)");
+  LOWBIT_FAIL(source, ": field '", key, "' has unsupported value '", s, "' (float32, bfloat16, float16, float64)");
 }
 
 }  // namespace
@@ -98,32 +98,43 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
   c.max_position_embeddings = r.optional<int64_t>("max_position_embeddings", llama ? 2048 : 32768);
   check_positive(source, "max_position_embeddings", c.max_position_embeddings);
   c.rms_norm_eps = r.optional<double>("rms_norm_eps", 1e-6);
-  c.rope_theta = r.optional<double>("rope_theta", 10000.0);
-  LOWBIT_CHECK(c.rms_norm_eps >= 0 && c.rope_theta > 0, source, ": fields 'rms_norm_eps' (", c.rms_norm_eps,
-               ") and 'rope_theta' (", c.rope_theta, ") must be >= 0 and > 0");
   c.tie_word_embeddings = r.optional<bool>("tie_word_embeddings", false);
   // Qwen2 always has q/k/v biases (its modeling code hard-codes them); llama and qwen3 read the flag.
   c.attention_bias = qwen2 ? true : r.optional<bool>("attention_bias", false);
   c.qk_norm = qwen3;
   c.initializer_range = r.optional<double>("initializer_range", 0.02);
-  c.torch_dtype = r.has("torch_dtype") ? parse_torch_dtype(source, r.get<std::string>("torch_dtype")) : DType::f32;
-  if (r.has("rope_scaling")) {
-    const json& rs = j.at("rope_scaling");
-    LOWBIT_CHECK(rs.is_object(), source, ": field 'rope_scaling' must be an object or null");
-    const std::string src = source + " rope_scaling";
-    const Reader rr{rs, src};
+  // transformers >= 5 writes "dtype" and nests the RoPE settings in "rope_parameters"
+  // (rope_theta included); older configs have "torch_dtype", "rope_theta" and "rope_scaling".
+  const char* dtype_key = r.has("dtype") ? "dtype" : "torch_dtype";
+  c.torch_dtype = r.has(dtype_key) ? parse_torch_dtype(source, dtype_key, r.get<std::string>(dtype_key)) : DType::f32;
+  const bool nested = r.has("rope_parameters");
+  const char* scaling_key = nested ? "rope_parameters" : "rope_scaling";
+  if (nested) {
+    const json& rp = j.at("rope_parameters");
+    LOWBIT_CHECK(rp.is_object(), source, ": field 'rope_parameters' must be an object");
+    c.rope_theta = Reader{rp, source + " rope_parameters"}.optional<double>("rope_theta", 10000.0);
+  } else {
+    c.rope_theta = r.optional<double>("rope_theta", 10000.0);
+  }
+  LOWBIT_CHECK(c.rms_norm_eps >= 0 && c.rope_theta > 0, source, ": fields 'rms_norm_eps' (", c.rms_norm_eps,
+               ") and 'rope_theta' (", c.rope_theta, ") must be >= 0 and > 0");
+  if (r.has(scaling_key)) {
+    const json& rs = j.at(scaling_key);
+    const std::string field = scaling_key;
+    LOWBIT_CHECK(rs.is_object(), source, ": field '", field, "' must be an object or null");
+    const Reader rr{rs, source + " " + field};
     RopeScaling s;
     s.rope_type = rr.has("rope_type") ? rr.get<std::string>("rope_type") : rr.required<std::string>("type");
     if (s.rope_type != "default") {
-      LOWBIT_CHECK(s.rope_type == "llama3", source, ": field 'rope_scaling.rope_type' is '", s.rope_type,
+      LOWBIT_CHECK(s.rope_type == "llama3", source, ": field '", field, ".rope_type' is '", s.rope_type,
                    "'; supported: llama3, default");
       s.factor = rr.required<double>("factor");
       s.low_freq_factor = rr.required<double>("low_freq_factor");
       s.high_freq_factor = rr.required<double>("high_freq_factor");
       s.original_max_position_embeddings = rr.required<int64_t>("original_max_position_embeddings");
       LOWBIT_CHECK(s.factor > 0 && s.high_freq_factor > s.low_freq_factor && s.low_freq_factor > 0, source,
-                   ": field 'rope_scaling' needs factor > 0 and high_freq_factor > low_freq_factor > 0");
-      check_positive(source, "rope_scaling.original_max_position_embeddings", s.original_max_position_embeddings);
+                   ": field '", field, "' needs factor > 0 and high_freq_factor > low_freq_factor > 0");
+      check_positive(source, (field + ".original_max_position_embeddings").c_str(), s.original_max_position_embeddings);
       c.rope_scaling = s;
     }
   }

@@ -64,6 +64,28 @@ TEST(ModelConfig, OmittedFieldsTakeTransformersDefaults) {
   EXPECT_FALSE(nulls.rope_scaling.has_value());
 }
 
+TEST(ModelConfig, Transformers5NestedRopeParametersAndDtype) {
+  // transformers >= 5 writes "dtype" and nests rope_theta with the scaling in "rope_parameters".
+  const std::string sizes =
+      R"("vocab_size": 64, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4)";
+  const ModelConfig c = parse_model_config(R"({"model_type": "llama", "dtype": "bfloat16", "rope_parameters": {
+      "factor": 4.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 32,
+      "rope_theta": 100.0, "rope_type": "llama3"}, )" + sizes + "}");
+  EXPECT_EQ(c.torch_dtype, DType::bf16);
+  EXPECT_EQ(c.rope_theta, 100.0);
+  ASSERT_TRUE(c.rope_scaling.has_value());
+  EXPECT_EQ(c.rope_scaling->original_max_position_embeddings, 32);
+  const ModelConfig d = parse_model_config(
+      R"({"model_type": "qwen3", "rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"}, )" + sizes + "}");
+  EXPECT_EQ(d.rope_theta, 1e6);
+  EXPECT_FALSE(d.rope_scaling.has_value());
+  EXPECT_NE(error_of(R"({"model_type": "llama", "rope_parameters": {"rope_type": "yarn", "rope_theta": 1.0}, )" + sizes + "}")
+                .find("field 'rope_parameters.rope_type' is 'yarn'"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"model_type": "llama", "dtype": "int8", )" + sizes + "}").find("field 'dtype'"),
+            std::string::npos);
+}
+
 TEST(ModelConfig, ErrorsNameTheFileAndField) {
   EXPECT_NE(error_of(R"({"model_type": "gpt2"})").find("cfg.json: field 'model_type' is 'gpt2'"), std::string::npos);
   EXPECT_NE(error_of(R"({"model_type": "llama", "vocab_size": 10})").find("missing required field 'hidden_size'"),
