@@ -1,10 +1,5 @@
 #include "lowbit/io/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
 #include <cerrno>
@@ -15,6 +10,7 @@
 #include <tuple>
 
 #include "lowbit/engine/error.h"
+#include "lowbit/io/file_io.h"
 
 namespace lowbit::io {
 
@@ -39,7 +35,6 @@ std::string supported_names() {
   return s;
 }
 
-std::string errno_str() { return std::strerror(errno); }
 
 // Parses the header, refusing duplicate keys at any depth (plain json::parse keeps the last).
 json parse_header(const char* text, size_t n, const std::string& path) {
@@ -123,24 +118,6 @@ SafetensorsInfo parse_entry(const std::string& name, const json& e, int64_t data
   return info;
 }
 
-// Closes a file descriptor on scope exit unless released.
-struct FdGuard {
-  int fd;
-  ~FdGuard() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-void write_all(int fd, const void* p, size_t n, const std::string& tmp) {
-  const char* c = static_cast<const char*>(p);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, c, n);
-    if (w < 0 && errno == EINTR) continue;
-    LOWBIT_CHECK(w > 0, "safetensors: ", tmp, ": write failed: ", errno_str());
-    c += w;
-    n -= static_cast<size_t>(w);
-  }
-}
 
 }  // namespace
 
@@ -158,32 +135,18 @@ std::optional<std::string_view> safetensors_name(DType dtype) {
 
 // ---- reading ----
 
-struct SafetensorsReader::Mapping {
-  void* addr = nullptr;
-  size_t size = 0;
-  ~Mapping() {
-    if (addr) ::munmap(addr, size);
-  }
+struct SafetensorsReader::Mapping : MappedFile {
+  using MappedFile::MappedFile;
 };
 
 SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
-  FdGuard fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-  LOWBIT_CHECK(fd.fd >= 0, "safetensors: cannot open ", path, ": ", errno_str());
-  struct stat st {};
-  LOWBIT_CHECK(::fstat(fd.fd, &st) == 0, "safetensors: cannot stat ", path, ": ", errno_str());
-  LOWBIT_CHECK(S_ISREG(st.st_mode), "safetensors: ", path, ": not a regular file");
-  const auto file_size = static_cast<uint64_t>(st.st_size);
-  LOWBIT_CHECK(file_size >= 8, "safetensors: ", path, ": file is ", file_size,
-               " bytes, shorter than the 8-byte header length");
-
-  map_ = std::make_shared<Mapping>();
   // Private and writable: tensors viewing the mapping behave like ordinary tensors and a
   // write into one copies the page instead of reaching the file.
-  void* addr = ::mmap(nullptr, file_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd.fd, 0);
-  LOWBIT_CHECK(addr != MAP_FAILED, "safetensors: cannot map ", path, ": ", errno_str());
-  map_->addr = addr;
-  map_->size = file_size;
-  const auto* bytes = static_cast<const uint8_t*>(addr);
+  map_ = std::make_shared<Mapping>(path, "safetensors", /*copy_on_write=*/true);
+  const uint64_t file_size = map_->size();
+  LOWBIT_CHECK(file_size >= 8, "safetensors: ", path, ": file is ", file_size,
+               " bytes, shorter than the 8-byte header length");
+  const uint8_t* bytes = map_->data();
 
   uint64_t header_len = 0;
   std::memcpy(&header_len, bytes, 8);
@@ -246,7 +209,7 @@ Tensor SafetensorsReader::get(const std::string& name) const {
   const SafetensorsInfo& e = info(name);
   const auto nbytes = static_cast<size_t>(e.end - e.begin);
   if (nbytes == 0) return empty(e.shape, e.dtype);
-  uint8_t* src = static_cast<uint8_t*>(map_->addr) + data_start_ + static_cast<size_t>(e.begin);
+  uint8_t* src = map_->mutable_data() + data_start_ + static_cast<size_t>(e.begin);
   const auto align = static_cast<uintptr_t>(traits(e.dtype).bits / 8);
   if (reinterpret_cast<uintptr_t>(src) % align != 0) {
     Tensor t = empty(e.shape, e.dtype);
@@ -262,8 +225,8 @@ Tensor SafetensorsReader::get(const std::string& name) const {
   return Tensor(std::move(impl));
 }
 
-const uint8_t* SafetensorsReader::mapped_data() const { return static_cast<const uint8_t*>(map_->addr); }
-size_t SafetensorsReader::mapped_size() const { return map_->size; }
+const uint8_t* SafetensorsReader::mapped_data() const { return map_->data(); }
+size_t SafetensorsReader::mapped_size() const { return map_->size(); }
 
 std::vector<std::pair<std::string, Tensor>> load_safetensors(const std::string& path) {
   const SafetensorsReader reader(path);
@@ -275,8 +238,8 @@ std::vector<std::pair<std::string, Tensor>> load_safetensors(const std::string& 
 
 // ---- writing ----
 
-void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+uint32_t save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                          const std::map<std::string, std::string>& metadata) {
   std::set<std::string> seen;
   for (const auto& [name, t] : tensors) {
     const std::string where = "safetensors: " + path + ": tensor '" + name + "': ";
@@ -315,36 +278,17 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   text.append((8 - text.size() % 8) % 8, ' ');
   const uint64_t header_len = text.size();
 
-  const size_t slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  std::string tmp = (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) + "." +
-                    path.substr(slash == std::string::npos ? 0 : slash + 1) + ".tmp.XXXXXX";
-  FdGuard fd{::mkostemp(tmp.data(), O_CLOEXEC)};
-  LOWBIT_CHECK(fd.fd >= 0, "safetensors: ", path, ": cannot create a temporary file in ", dir, ": ", errno_str());
-  try {
-    write_all(fd.fd, &header_len, 8, tmp);
-    write_all(fd.fd, text.data(), text.size(), tmp);
-    for (size_t i : order) {
-      const Tensor& t = tensors[i].second;
-      if (t.numel() == 0) continue;
-      Tensor c = t.device().is_cpu() ? t : t.to(kCPU);
-      if (!c.is_contiguous()) c = c.contiguous();
-      write_all(fd.fd, c.raw_data(), static_cast<size_t>(dtype_nbytes(c.dtype(), c.numel())), tmp);
-    }
-    LOWBIT_CHECK(::fchmod(fd.fd, 0644) == 0, "safetensors: ", tmp, ": chmod failed: ", errno_str());
-    LOWBIT_CHECK(::fsync(fd.fd) == 0, "safetensors: ", tmp, ": fsync failed: ", errno_str());
-    const int f = fd.fd;
-    fd.fd = -1;
-    LOWBIT_CHECK(::close(f) == 0, "safetensors: ", tmp, ": close failed: ", errno_str());
-    LOWBIT_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "safetensors: cannot rename ", tmp, " to ", path, ": ",
-                 errno_str());
-  } catch (...) {
-    ::unlink(tmp.c_str());
-    throw;
+  AtomicFile out(path, "safetensors");
+  out.write(&header_len, 8);
+  out.write(text);
+  for (size_t i : order) {
+    const Tensor& t = tensors[i].second;
+    if (t.numel() == 0) continue;
+    Tensor c = t.device().is_cpu() ? t : t.to(kCPU);
+    if (!c.is_contiguous()) c = c.contiguous();
+    out.write(c.raw_data(), static_cast<size_t>(dtype_nbytes(c.dtype(), c.numel())));
   }
-  // Make the rename itself durable.
-  FdGuard dfd{::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
-  if (dfd.fd >= 0) ::fsync(dfd.fd);
+  return out.commit();
 }
 
 }  // namespace lowbit::io

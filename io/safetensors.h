@@ -70,8 +70,9 @@ std::vector<std::pair<std::string, Tensor>> load_safetensors(const std::string& 
 
 // Writes tensors (any device, any strides) and metadata atomically. The header is padded with
 // spaces to a multiple of 8 bytes and tensors are laid out largest element size first (input
-// order otherwise), so every tensor lands aligned and reads back zero-copy.
-void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
+// order otherwise), so every tensor lands aligned and reads back zero-copy. Returns the
+// CRC-32C of the file's bytes.
+uint32_t save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                          const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace lowbit::io
