@@ -22,6 +22,10 @@ class AdamW final : public Optimizer {
   Tensor exp_avg(size_t g, size_t i) const { return m_.at(g).at(i); }
   Tensor exp_avg_sq(size_t g, size_t i) const { return v_.at(g).at(i); }
 
+ protected:
+  std::vector<std::pair<const char*, Buffers*>> buffers() override { return {{"exp_avg", &m_}, {"exp_avg_sq", &v_}}; }
+  std::vector<std::pair<const char*, Counters*>> counters() override { return {{"step", &t_}}; }
+
  private:
   AdamWOptions opts_;
   std::vector<std::vector<Tensor>> m_, v_;

@@ -1,6 +1,7 @@
 #include "lowbit/optim/optimizer.h"
 
 #include <cmath>
+#include <map>
 
 #include "lowbit/engine/autograd/grad_mode.h"
 
@@ -48,6 +49,60 @@ void Optimizer::for_each_update(const char* name, const UpdateFn& update) {
 void Optimizer::zero_grad() {
   for (auto& g : groups_)
     for (auto& p : g.params) p.zero_grad();
+}
+
+Optimizer::StateDict Optimizer::state_dict() const {
+  auto* self = const_cast<Optimizer*>(this);  // buffers() hands out the members; nothing is modified
+  StateDict out;
+  out.emplace_back("steps", from_vector(std::vector<int64_t>{steps_}, {}));
+  out.emplace_back("lr", from_vector(std::vector<double>{lr_}, {}, DType::f64));
+  for (size_t g = 0; g < groups_.size(); ++g)
+    for (size_t i = 0; i < groups_[g].params.size(); ++i) {
+      const std::string key = std::to_string(g) + "." + std::to_string(i) + ".";
+      for (auto& [name, c] : self->counters()) out.emplace_back(key + name, from_vector(std::vector<int64_t>{(*c)[g][i]}, {}));
+      for (auto& [name, b] : self->buffers())
+        if ((*b)[g][i].defined()) out.emplace_back(key + name, (*b)[g][i].clone());
+    }
+  return out;
+}
+
+void Optimizer::load_state_dict(const StateDict& state) {
+  std::map<std::string, Tensor> in;
+  for (const auto& [k, t] : state) LOWBIT_CHECK(in.emplace(k, t).second, "optimizer state: duplicate entry '", k, "'");
+  auto take = [&](const std::string& k, DType dtype, const Shape& shape, bool required) -> Tensor {
+    auto it = in.find(k);
+    if (it == in.end()) {
+      LOWBIT_CHECK(!required, "optimizer state: missing entry '", k, "'");
+      return Tensor();
+    }
+    const Tensor t = it->second;
+    LOWBIT_CHECK(t.dtype() == dtype && t.shape() == shape, "optimizer state: entry '", k, "' is ", t.str(),
+                 ", expected dtype ", dtype, " shape ", shape_str(shape));
+    in.erase(it);
+    return t;
+  };
+  const int64_t steps = static_cast<int64_t>(take("steps", DType::i64, {}, true).item());
+  const double lr = take("lr", DType::f64, {}, true).item();
+  // Stage everything, then commit, so a bad entry leaves the optimizer untouched.
+  std::vector<std::pair<int64_t*, int64_t>> counter_values;
+  std::vector<std::pair<Tensor*, Tensor>> buffer_values;
+  for (size_t g = 0; g < groups_.size(); ++g)
+    for (size_t i = 0; i < groups_[g].params.size(); ++i) {
+      const Tensor& p = groups_[g].params[i];
+      const std::string key = std::to_string(g) + "." + std::to_string(i) + ".";
+      for (auto& [name, c] : counters())
+        counter_values.emplace_back(&(*c)[g][i], static_cast<int64_t>(take(key + name, DType::i64, {}, true).item()));
+      for (auto& [name, b] : buffers()) {
+        const Tensor t = take(key + name, p.dtype(), p.shape(), false);
+        buffer_values.emplace_back(&(*b)[g][i], t.defined() ? t.contiguous().clone() : Tensor());
+      }
+    }
+  LOWBIT_CHECK(in.empty(), "optimizer state: unexpected entry '", in.begin()->first,
+               "' (a different optimizer or parameter grouping?)");
+  steps_ = steps;
+  set_lr(lr);
+  for (auto& [dst, v] : counter_values) *dst = v;
+  for (auto& [dst, t] : buffer_values) *dst = t;
 }
 
 }  // namespace lowbit::optim

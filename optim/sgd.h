@@ -17,6 +17,9 @@ class SGD final : public Optimizer {
   SGD(std::vector<ParamGroup> groups, const SGDOptions& opts = {});
   void step() override;
 
+ protected:
+  std::vector<std::pair<const char*, Buffers*>> buffers() override { return {{"momentum_buffer", &buf_}}; }
+
  private:
   SGDOptions opts_;
   std::vector<std::vector<Tensor>> buf_;

@@ -1,0 +1,20 @@
+// Ready-made checkpoint components for the state every training run has: a module's
+// parameters, an optimizer's state, a random generator, a data loader's position.
+#pragma once
+#include <string>
+
+#include "lowbit/engine/random.h"
+#include "lowbit/io/checkpoint.h"
+#include "lowbit/io/token_data.h"
+#include "lowbit/nn/module.h"
+#include "lowbit/optim/optimizer.h"
+
+namespace lowbit::io {
+
+// Parameters by their dotted names; loading requires exactly the same names, shapes, dtypes.
+void register_module(CheckpointManager& m, const std::string& name, const nn::Module& module);
+void register_optimizer(CheckpointManager& m, const std::string& name, optim::Optimizer& opt);
+void register_generator(CheckpointManager& m, const std::string& name, Generator& gen);
+void register_loader(CheckpointManager& m, const std::string& name, TokenLoader& loader);
+
+}  // namespace lowbit::io
