@@ -107,6 +107,18 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
   // (rope_theta included); older configs have "torch_dtype", "rope_theta" and "rope_scaling".
   const char* dtype_key = r.has("dtype") ? "dtype" : "torch_dtype";
   c.torch_dtype = r.has(dtype_key) ? parse_torch_dtype(source, dtype_key, r.get<std::string>(dtype_key)) : DType::f32;
+  if (r.has("bos_token_id")) c.bos_token_id = r.get<int64_t>("bos_token_id");
+  if (r.has("eos_token_id")) {
+    const json& e = j.at("eos_token_id");
+    if (e.is_array()) {
+      for (const json& v : e) {
+        LOWBIT_CHECK(v.is_number_integer(), source, ": field 'eos_token_id' must be an integer or a list of integers");
+        c.eos_token_ids.push_back(v.get<int64_t>());
+      }
+    } else {
+      c.eos_token_ids.push_back(r.get<int64_t>("eos_token_id"));
+    }
+  }
   const bool nested = r.has("rope_parameters");
   const char* scaling_key = nested ? "rope_parameters" : "rope_scaling";
   if (nested) {
@@ -147,6 +159,47 @@ ModelConfig read_model_config(const std::string& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   return parse_model_config(ss.str(), path);
+}
+
+std::string model_config_to_json(const ModelConfig& c, DType saved_dtype) {
+  const char* arch = c.model_type == "qwen2" ? "Qwen2ForCausalLM" : c.model_type == "qwen3" ? "Qwen3ForCausalLM"
+                                                                                             : "LlamaForCausalLM";
+  const char* dtype = saved_dtype == DType::bf16  ? "bfloat16"
+                      : saved_dtype == DType::f16 ? "float16"
+                      : saved_dtype == DType::f64 ? "float64"
+                                                  : "float32";
+  nlohmann::ordered_json j;
+  j["architectures"] = {arch};
+  j["model_type"] = c.model_type;
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["num_hidden_layers"] = c.num_hidden_layers;
+  j["num_attention_heads"] = c.num_attention_heads;
+  j["num_key_value_heads"] = c.num_key_value_heads;
+  j["head_dim"] = c.head_dim;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  j["rope_theta"] = c.rope_theta;
+  if (c.rope_scaling) {
+    const RopeScaling& s = *c.rope_scaling;
+    j["rope_scaling"] = {{"rope_type", s.rope_type},
+                         {"factor", s.factor},
+                         {"low_freq_factor", s.low_freq_factor},
+                         {"high_freq_factor", s.high_freq_factor},
+                         {"original_max_position_embeddings", s.original_max_position_embeddings}};
+  } else {
+    j["rope_scaling"] = nullptr;
+  }
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  if (c.model_type != "qwen2") j["attention_bias"] = c.attention_bias;
+  j["hidden_act"] = "silu";
+  j["initializer_range"] = c.initializer_range;
+  if (c.bos_token_id) j["bos_token_id"] = *c.bos_token_id;
+  if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids[0];
+  if (c.eos_token_ids.size() > 1) j["eos_token_id"] = c.eos_token_ids;
+  j["torch_dtype"] = dtype;
+  return j.dump(2) + "\n";
 }
 
 }  // namespace lowbit::models

@@ -5,6 +5,7 @@
 #pragma once
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "lowbit/engine/dtype.h"
 
@@ -17,6 +18,8 @@ struct RopeScaling {
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int64_t original_max_position_embeddings = 8192;
+
+  bool operator==(const RopeScaling&) const = default;
 };
 
 struct ModelConfig {
@@ -37,10 +40,17 @@ struct ModelConfig {
   bool qk_norm = false;         // per-head RMSNorm on q and k (qwen3)
   double initializer_range = 0.02;
   DType torch_dtype = DType::f32;
+  std::optional<int64_t> bos_token_id;
+  std::vector<int64_t> eos_token_ids;  // HF's eos_token_id: one id or a list
+
+  bool operator==(const ModelConfig&) const = default;
 };
 
 // text: the JSON document; source: the file name used in error messages.
 ModelConfig parse_model_config(const std::string& text, const std::string& source = "config.json");
 ModelConfig read_model_config(const std::string& path);
+// The config.json text transformers reads for this config (architectures, model_type, sizes,
+// rope_theta / rope_scaling, torch_dtype as `dtype_name`, ...); parse_model_config inverts it.
+std::string model_config_to_json(const ModelConfig& c, DType saved_dtype);
 
 }  // namespace lowbit::models
