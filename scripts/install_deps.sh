@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages lowbit builds against. Idempotent; skips apt when all are present.
+# Installs the Debian packages lowbit builds against (plus any given as arguments). Idempotent; skips apt when all are present.
 set -euo pipefail
 pkgs=(cmake ninja-build g++ ccache libeigen3-dev libdnnl-dev nlohmann-json3-dev
-      libgtest-dev libgmock-dev libbenchmark-dev libopenmpi-dev openmpi-bin libopenblas-dev libomp-dev)
+      libgtest-dev libgmock-dev libbenchmark-dev libopenmpi-dev openmpi-bin libopenblas-dev libomp-dev
+      pkg-config libpcre2-dev)
+pkgs+=("$@")  # extra packages a caller needs (scripts/fuzz.sh: clang-14 libfuzzer-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Writes the malformed-input corpus replayed by tests/io/malformed_corpus_test.cpp and used as
+the seed corpus of the fuzz targets (scripts/fuzz.sh). Files named bad_* must be rejected with
+a lowbit::Error; ok_* must be accepted. Run by hand from this directory; the output is committed.
+Findings of fuzz runs (minimized) are added to the same folders by hand."""
+import json, os, struct, zlib
+
+def w(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+# ---- safetensors -------------------------------------------------------------------------
+def st(header, data=b"", raw_len=None, pad=True):
+    h = header if isinstance(header, bytes) else json.dumps(header).encode()
+    if pad:
+        h += b" " * ((8 - len(h) % 8) % 8)
+    n = len(h) if raw_len is None else raw_len
+    return struct.pack("<Q", n) + h + data
+
+f32 = struct.pack("<4f", 1, 2, 3, 4)
+S = "safetensors/"
+w(S + "ok_two_tensors.safetensors", st({"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+                                         "b": {"dtype": "I64", "shape": [], "data_offsets": [16, 24]},
+                                         "__metadata__": {"k": "v"}}, f32 + struct.pack("<q", 7)))
+w(S + "ok_empty.safetensors", st({}))
+w(S + "bad_short.safetensors", b"\x01\x02\x03")
+w(S + "bad_header_len_too_big.safetensors", st({}, raw_len=1 << 40))
+w(S + "bad_header_len_past_end.safetensors", struct.pack("<Q", 100) + b"{}")
+w(S + "bad_json.safetensors", st(b'{"a": {"dtype": "F32", '))
+w(S + "bad_not_object.safetensors", st(b"[1, 2, 3]"))
+w(S + "bad_nul_in_header.safetensors", st(b"{}\x00garbage"))
+w(S + "bad_unknown_dtype.safetensors", st({"a": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, bytes(16)))
+w(S + "bad_negative_dim.safetensors", st({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, bytes(4)))
+w(S + "bad_size_mismatch.safetensors", st({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 16]}}, f32))
+w(S + "bad_offsets_reversed.safetensors", st({"a": {"dtype": "F32", "shape": [0], "data_offsets": [16, 0]}}, f32))
+w(S + "bad_offsets_out_of_range.safetensors", st({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, f32[:8]))
+w(S + "bad_overlap.safetensors", st({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+                                     "b": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}, f32))
+w(S + "bad_gap.safetensors", st({"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}, f32))
+w(S + "bad_trailing_bytes.safetensors", st({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, f32))
+w(S + "bad_missing_shape.safetensors", st({"a": {"dtype": "F32", "data_offsets": [0, 16]}}, f32))
+w(S + "bad_shape_overflow.safetensors", st({"a": {"dtype": "F32", "shape": [4294967296, 4294967296, 16],
+                                                  "data_offsets": [0, 16]}}, f32))
+w(S + "bad_metadata_not_string.safetensors", st({"__metadata__": {"k": 1}}))
+w(S + "bad_duplicate_name.safetensors", st(b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
+                                           b'"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}', bytes(8)))
+
+# ---- config.json -------------------------------------------------------------------------
+C = "model_config/"
+base = {"model_type": "llama", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 48,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}
+def cfg(name, **kw):
+    d = dict(base)
+    for k, v in kw.items():
+        if v is None and k.startswith("drop_"):
+            d.pop(k[5:], None)
+        else:
+            d[k] = v
+    w(C + name + ".json", json.dumps(d))
+cfg("ok_llama")
+cfg("ok_rope_parameters", rope_parameters={"rope_type": "llama3", "rope_theta": 100.0, "factor": 4.0,
+                                           "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                           "original_max_position_embeddings": 32})
+cfg("bad_model_type", model_type="gpt2")
+cfg("bad_missing_hidden", drop_hidden_size=None)
+cfg("bad_kv_heads", num_key_value_heads=3)
+cfg("bad_string_size", hidden_size="32")
+cfg("bad_negative_layers", num_hidden_layers=-2)
+cfg("bad_odd_head_dim", head_dim=7)
+cfg("bad_rope_type", rope_scaling={"rope_type": "yarn", "factor": 2.0})
+cfg("bad_rope_factors", rope_scaling={"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 4.0,
+                                      "high_freq_factor": 1.0, "original_max_position_embeddings": 32})
+cfg("bad_dtype", torch_dtype="int3")
+cfg("bad_eos_list", eos_token_id=[1, "x"])
+w(C + "bad_not_json.json", "{model_type: llama")
+w(C + "bad_array.json", "[]")
+
+# ---- token shards ------------------------------------------------------------------------
+T = "token_shard/"
+def shard(tokens, vocab=100, eos=0, token_bytes=2, ndocs=1, version=1, magic=b"LBTOKENS",
+          fix_data_crc=True, fix_header_crc=True, num_tokens=None):
+    fmt = "<%dH" % len(tokens) if token_bytes == 2 else "<%dI" % len(tokens)
+    data = struct.pack(fmt, *tokens)
+    crc = crc32c(data) if fix_data_crc else 0
+    h = magic + struct.pack("<IIQQIII", version, token_bytes, len(tokens) if num_tokens is None else num_tokens,
+                            ndocs, vocab, eos, crc)
+    h += struct.pack("<I", crc32c(h) if fix_header_crc else 0)
+    h += bytes(64 - len(h))
+    return h + data
+
+def crc32c(b):
+    c = 0xFFFFFFFF
+    for x in b:
+        c ^= x
+        for _ in range(8):
+            c = (c >> 1) ^ (0x82F63B78 if c & 1 else 0)
+    return c ^ 0xFFFFFFFF
+
+w(T + "ok_small.bin", shard([5, 6, 7, 0]))
+w(T + "ok_u32.bin", shard([70000, 0], vocab=80000, token_bytes=4))
+w(T + "bad_short.bin", b"LBTOKENS")
+w(T + "bad_magic.bin", shard([1, 0], magic=b"XXTOKENS"))
+w(T + "bad_header_crc.bin", shard([1, 0], fix_header_crc=False))
+w(T + "bad_data_crc.bin", shard([1, 0], fix_data_crc=False))
+w(T + "bad_version.bin", shard([1, 0], version=2))
+w(T + "bad_token_bytes.bin", shard([1, 0], token_bytes=2)[:12] + b"\x03\x00\x00\x00" + shard([1, 0])[16:])
+w(T + "bad_token_out_of_vocab.bin", shard([150, 0], vocab=100))
+w(T + "bad_count_mismatch.bin", shard([1, 2, 0], num_tokens=5))
+w(T + "bad_eos_out_of_vocab.bin", shard([1, 0], eos=100))
+w(T + "bad_vocab_too_big_for_u16.bin", shard([1, 0], vocab=70000))
+w(T + "bad_count_overflow.bin", shard([1, 0], num_tokens=(1 << 63)))
