@@ -1,10 +1,15 @@
 #include "lowbit/engine/storage.h"
 
+#include <malloc.h>
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <map>
 #include <mutex>
 #include <new>
+#include <unordered_map>
 
 #include "lowbit/engine/error.h"
 
@@ -12,17 +17,30 @@ namespace lowbit {
 namespace {
 
 std::atomic<int64_t> g_live{0}, g_peak{0};
+std::atomic<int64_t> g_hwm{0};  // highest live bytes since the last cpu_empty_cache (the cache's budget)
 
-// Large blocks are cached on free and handed out again for requests of the same size class:
-// fresh pages from the OS cost a page fault each, which made a 64 MiB elementwise op spend
-// most of its time in the kernel. Classes are 1/8 of a power of two (<= 12.5% slack); the
-// cache holds at most kCpuCacheCap bytes. Sanitizer builds cache nothing, so ASan still sees
-// every use after free.
+// Large blocks (>= kCacheMin) are their own anonymous mappings, cached on free and handed out
+// again: fresh pages from the OS cost a page fault each, which made a 64 MiB elementwise op
+// spend most of its time in the kernel. Requests are rounded to classes of 1/8 of a power of
+// two (<= 12.5% slack). A request takes the smallest cached block of its class or up to 25%
+// larger. On a miss, cached blocks are unmapped (the smallest block that is big enough, else
+// the largest ones) while live + cached + the new block would exceed the budget: the highest
+// live byte count seen (since the last cpu_empty_cache) plus 1/16. So the resident set stays
+// within ~6% of the peak of live bytes instead of accumulating one block of every size a
+// training step ever used, and a repeating pattern (training steps) still finds its blocks. Own mappings (not malloc) make unmapping really return
+// the pages: glibc serves blocks below its dynamic mmap threshold (which rises to 32 MiB after
+// the first large free) from a heap that keeps freed memory resident. Blocks of 2 MiB and more
+// ask for transparent huge pages (fewer faults and TLB misses). The cache holds at most
+// kCpuCacheCap bytes. Sanitizer builds use malloc and cache nothing, so ASan still sees every
+// use after free.
 constexpr size_t kCacheMin = size_t{1} << 20;
+constexpr size_t kHugeMin = size_t{2} << 20;
 #if defined(__SANITIZE_ADDRESS__)
 constexpr size_t kCpuCacheCap = 0;
+constexpr bool kOwnMappings = false;
 #else
 constexpr size_t kCpuCacheCap = size_t{2} << 30;
+constexpr bool kOwnMappings = true;
 #endif
 
 size_t size_class(size_t nbytes) {
@@ -33,47 +51,74 @@ size_t size_class(size_t nbytes) {
   return (nbytes + step - 1) / step * step;
 }
 
+void* map_block(size_t n) {
+  void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+#if defined(MADV_HUGEPAGE)
+  if (n >= kHugeMin) madvise(p, n, MADV_HUGEPAGE);
+#endif
+  return p;
+}
+
 struct CpuAllocator final : Allocator {
   void* allocate(size_t nbytes, Device) override {
     if (nbytes == 0) return nullptr;
     const size_t cls = size_class(nbytes);
     void* p = nullptr;
-    if (cls >= kCacheMin) {
+    if (kOwnMappings && cls >= kCacheMin) {
       std::lock_guard<std::mutex> lock(mu_);
-      auto it = cache_.find(cls);
-      if (it != cache_.end()) {
+      size_t size = cls;
+      auto it = cache_.lower_bound(cls);
+      if (it != cache_.end() && it->first <= cls + cls / 4) {
         p = it->second;
+        size = it->first;
+        cached_bytes_ -= size;
         cache_.erase(it);
-        cached_bytes_ -= cls;
+      } else {
+        evict(cls, it);
+        p = map_block(cls);
       }
+      if (p) block_size_[p] = size;
+    } else {
+      p = std::aligned_alloc(64, cls);
     }
-    if (!p) p = std::aligned_alloc(64, cls);
     LOWBIT_CHECK(p != nullptr, "cpu allocator: out of memory allocating ", nbytes, " bytes");
     const int64_t live = g_live.fetch_add(static_cast<int64_t>(nbytes)) + static_cast<int64_t>(nbytes);
-    int64_t peak = g_peak.load();
-    while (live > peak && !g_peak.compare_exchange_weak(peak, live)) {
+    for (std::atomic<int64_t>* hw : {&g_peak, &g_hwm}) {
+      int64_t peak = hw->load();
+      while (live > peak && !hw->compare_exchange_weak(peak, live)) {
+      }
     }
     return p;
   }
   void deallocate(void* p, size_t nbytes) override {
     if (!p) return;
     g_live.fetch_sub(static_cast<int64_t>(nbytes));
-    const size_t cls = size_class(nbytes);
-    if (cls >= kCacheMin) {
+    if (kOwnMappings && size_class(nbytes) >= kCacheMin) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (cached_bytes_ + cls <= kCpuCacheCap) {
-        cache_.emplace(cls, p);
-        cached_bytes_ += cls;
-        return;
+      auto b = block_size_.find(p);
+      LOWBIT_CHECK(b != block_size_.end(), "cpu allocator: freeing an unknown block");
+      const size_t size = b->second;
+      block_size_.erase(b);
+      if (cached_bytes_ + size <= kCpuCacheCap) {
+        cache_.emplace(size, p);
+        cached_bytes_ += size;
+      } else {
+        munmap(p, size);
       }
+      return;
     }
     std::free(p);
   }
   void empty_cache() {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [cls, p] : cache_) std::free(p);
-    cache_.clear();
-    cached_bytes_ = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& [size, p] : cache_) munmap(p, size);
+      cache_.clear();
+      cached_bytes_ = 0;
+    }
+    malloc_trim(0);  // also hand back free pages of the small-block heap
+    g_hwm.store(g_live.load());
   }
   size_t cached_bytes() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -81,8 +126,31 @@ struct CpuAllocator final : Allocator {
   }
 
  private:
+  // Before mapping a new block of `need` bytes: unmaps cached blocks while live + cached + need
+  // exceeds the budget, first the block at `fit` (the smallest one >= need) if any, then the
+  // largest ones. Caller holds mu_.
+  void evict(size_t need, std::multimap<size_t, void*>::iterator fit) {
+    const int64_t hwm = std::max(g_hwm.load(), g_live.load() + static_cast<int64_t>(need));
+    const int64_t budget = hwm + hwm / 16;
+    auto over = [&] {
+      return g_live.load() + static_cast<int64_t>(cached_bytes_ + need) > budget;
+    };
+    if (fit != cache_.end() && over()) {
+      munmap(fit->second, fit->first);
+      cached_bytes_ -= fit->first;
+      cache_.erase(fit);
+    }
+    while (!cache_.empty() && over()) {
+      auto last = std::prev(cache_.end());
+      munmap(last->second, last->first);
+      cached_bytes_ -= last->first;
+      cache_.erase(last);
+    }
+  }
+
   std::mutex mu_;
-  std::multimap<size_t, void*> cache_;
+  std::multimap<size_t, void*> cache_;           // size -> block
+  std::unordered_map<void*, size_t> block_size_;  // live large blocks -> mapped size
   size_t cached_bytes_ = 0;
 };
 

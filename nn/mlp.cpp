@@ -1,7 +1,6 @@
 #include "lowbit/nn/mlp.h"
 
 #include "lowbit/engine/ops/activation.h"
-#include "lowbit/engine/ops/elementwise.h"
 
 namespace lowbit::nn {
 
@@ -12,7 +11,7 @@ SwiGLU::SwiGLU(int64_t hidden, int64_t intermediate, const LinearOptions& opts, 
 }
 
 Tensor SwiGLU::forward(const Tensor& x) const {
-  return down_proj->forward(mul(silu(gate_proj->forward(x)), up_proj->forward(x)));
+  return down_proj->forward(silu_mul(gate_proj->forward(x), up_proj->forward(x)));
 }
 
 }  // namespace lowbit::nn

@@ -10,7 +10,9 @@ RMSNorm::RMSNorm(int64_t dim, double eps_, DType dtype, Device device) : eps(eps
   weight = register_parameter("weight", ones({dim}, dtype, device));
 }
 
-Tensor RMSNorm::forward(const Tensor& x) const { return rms_norm(x, weight.to(x.dtype()), eps); }
+// The weight stays in its own dtype: rms_norm reads it in the compute type and returns its
+// gradient unrounded (no bf16 copy of the weight or its gradient).
+Tensor RMSNorm::forward(const Tensor& x) const { return rms_norm(x, weight, eps); }
 
 Embedding::Embedding(int64_t num_embeddings, int64_t dim, double init_std, DType dtype, Device device,
                      Generator* gen) {

@@ -31,6 +31,76 @@ Tensor gelu(const Tensor& x, GeluApprox approx) {
   return pointwise("gelu", x, GeluErfF{}, GeluErfBackwardF{}, false);
 }
 
+namespace {
+// g, gate, up: broadcast to dgate's shape -> dgate = g * up * silu'(gate), dup = g * silu(gate)
+// (either output may be skipped).
+template <class T>
+void silu_mul_backward_kernel(const Tensor& dgate, const Tensor& dup, const Tensor& g, const Tensor& gate,
+                              const Tensor& up) {
+  using C = opmath_t<T>;
+  const Tensor& out0 = dgate.defined() ? dgate : dup;
+  const Tensor& out1 = dup.defined() ? dup : dgate;
+  const bool want_dgate = dgate.defined(), want_dup = dup.defined();
+  auto plan = cpu::make_plan<5>(out0.shape(), {&out0, &out1, &g, &gate, &up});
+  cpu::for_each_chunk<5>(plan, [&](const std::array<char*, 5>& p, int64_t n, const std::array<int64_t, 5>& s) {
+    T* dg = reinterpret_cast<T*>(p[0]);
+    T* du = reinterpret_cast<T*>(p[1]);
+    const T* gp = reinterpret_cast<const T*>(p[2]);
+    const T* ap = reinterpret_cast<const T*>(p[3]);
+    const T* bp = reinterpret_cast<const T*>(p[4]);
+    auto body = [&](int64_t i0, int64_t i1, int64_t i2, int64_t i3, int64_t i4) {
+      const C gv = convert<C>(gp[i2]), a = convert<C>(ap[i3]), b = convert<C>(bp[i4]);
+      const C sig = SigmoidF{}(a);
+      const C dgv = gv * b * sig * (C(1) + a * (C(1) - sig));
+      const C duv = gv * a * sig;
+      if (want_dgate) dg[i0] = convert<T>(dgv);
+      if (want_dup) du[i1] = convert<T>(duv);
+    };
+    if (s[0] == 1 && s[1] == 1 && s[2] == 1 && s[3] == 1 && s[4] == 1) {
+      if (want_dgate && want_dup) {
+        for (int64_t i = 0; i < n; ++i) {
+          const C gv = convert<C>(gp[i]), a = convert<C>(ap[i]), b = convert<C>(bp[i]);
+          const C sig = SigmoidF{}(a);
+          dg[i] = convert<T>(gv * b * sig * (C(1) + a * (C(1) - sig)));
+          du[i] = convert<T>(gv * a * sig);
+        }
+      } else {
+        for (int64_t i = 0; i < n; ++i) body(i, i, i, i, i);
+      }
+    } else {
+      for (int64_t i = 0; i < n; ++i) body(i * s[0], i * s[1], i * s[2], i * s[3], i * s[4]);
+    }
+  });
+}
+}  // namespace
+
+Tensor silu_mul(const Tensor& gate, const Tensor& up) {
+  check_same_device("silu_mul", gate, up);
+  const DType dt = compute_dtype(promote_types(gate.dtype(), up.dtype()), "silu_mul");
+  const Tensor a = as_dtype(gate, dt), b = as_dtype(up, dt);
+  Tensor y = empty(cpu::broadcast_shapes(gate.shape(), up.shape()), dt, gate.device());
+  if (!y.device().is_meta()) {
+    dispatch_float(dt, "silu_mul", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      cpu::cpu_map<T>(y, SiluMulF{}, a, b);
+    });
+  }
+  return record("silu_mul", y, {gate, up}, {a, b}, [](const BackwardArgs& g) {
+    // grad: (broadcast shape) -> dgate, dup at the broadcast shape (the engine sums them down).
+    const Tensor a = g.saved(0), b = g.saved(1);
+    const Tensor gr = as_dtype(g.grad, a.dtype());
+    const Shape& shape = gr.shape();
+    Tensor dgate = g.needs_grad(0) ? empty(shape, a.dtype(), a.device()) : Tensor();
+    Tensor dup = g.needs_grad(1) ? empty(shape, a.dtype(), a.device()) : Tensor();
+    if ((dgate.defined() || dup.defined()) && !a.device().is_meta() && shape_numel(shape) > 0) {
+      dispatch_float(a.dtype(), "silu_mul_backward", [&](auto tag) {
+        silu_mul_backward_kernel<typename decltype(tag)::type>(dgate, dup, gr, a, b);
+      });
+    }
+    return std::vector<Tensor>{dgate, dup};
+  });
+}
+
 Tensor pow(const Tensor& x, const Tensor& p) {
   check_same_device("pow", x, p);
   const DType dt = compute_dtype(promote_types(x.dtype(), p.dtype()), "pow");

@@ -24,6 +24,10 @@ Tensor silu(const Tensor& x);
 Tensor gelu(const Tensor& x, GeluApprox approx = GeluApprox::None);
 Tensor relu(const Tensor& x);
 
+// SwiGLU's gate: silu(gate) * up in one pass, saving only gate and up; the backward writes
+// both gradients in one pass. gate, up: broadcastable floats -> broadcast shape, promoted dtype.
+Tensor silu_mul(const Tensor& gate, const Tensor& up);
+
 struct ExpF { template <class C> LOWBIT_HD C operator()(C x) const { return exp_c(x); } };
 struct LogF { template <class C> LOWBIT_HD C operator()(C x) const { return std::log(x); } };
 struct SqrtF { template <class C> LOWBIT_HD C operator()(C x) const { return std::sqrt(x); } };
@@ -40,6 +44,7 @@ struct SigmoidF {
   }
 };
 struct SiluF { template <class C> LOWBIT_HD C operator()(C x) const { return x * SigmoidF{}(x); } };
+struct SiluMulF { template <class C> LOWBIT_HD C operator()(C a, C b) const { return SiluF{}(a) * b; } };
 struct ReluF { template <class C> LOWBIT_HD C operator()(C x) const { return x > C(0) ? x : C(0); } };
 struct GeluErfF {
   template <class C> LOWBIT_HD C operator()(C x) const { return C(0.5) * x * (C(1) + std::erf(x * C(M_SQRT1_2))); }

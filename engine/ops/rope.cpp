@@ -1,10 +1,12 @@
 #include "lowbit/engine/ops/rope.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "lowbit/engine/ops/concat.h"
+#include "lowbit/engine/autograd/node.h"
 #include "lowbit/engine/ops/elementwise.h"
+#include "lowbit/engine/ops/op_utils.h"
 
 namespace lowbit {
 
@@ -41,15 +43,122 @@ std::pair<Tensor, Tensor> rope_cos_sin(const std::vector<double>& inv_freq, int6
   return {from_vector(c, {T, D}, dtype).to(device), from_vector(s, {T, D}, dtype).to(device)};
 }
 
+namespace {
+
+// Rotates every row of x: (..., T, D) (any strides, unit inner stride) into out (same shape,
+// own strides, unit inner stride); cos, sin: (T, D) contiguous. h = D / 2, per row at position t:
+//   forward:  out[j] = x[j] c[j] - x[j+h] s[j],      out[j+h] = x[j+h] c[j+h] + x[j] s[j+h]
+//   backward: out[j] = x[j] c[j] + x[j+h] s[j+h],    out[j+h] = x[j+h] c[j+h] - x[j] s[j]
+// (the backward is the transpose of the forward's rotation, x being the incoming gradient).
+// x: (..., T, D), cos/sin: (T, D) -> out: (..., T, D)
+template <class T, bool kBackward>
+void rope_kernel(const Tensor& x, const Tensor& cos, const Tensor& sin, const Tensor& out) {
+  using C = opmath_t<T>;
+  const int64_t nd = x.dim(), D = x.size(-1), T_ = x.size(-2), h = D / 2;
+  const int64_t rows = x.numel() / D;
+  const T* xb = x.data<T>();
+  T* ob = out.data<T>();
+  const T* cb = cos.data<T>();
+  const T* sb = sin.data<T>();
+#pragma omp parallel for schedule(static) if (x.numel() > 32768)
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t rem = r, xo = 0, oo = 0;
+    for (int64_t d = nd - 2; d >= 0; --d) {
+      const int64_t i = rem % x.size(d);
+      rem /= x.size(d);
+      xo += i * x.stride(d);
+      oo += i * out.stride(d);
+    }
+    const int64_t t = r % T_;
+    const T* xr = xb + xo;
+    T* orow = ob + oo;
+    const T* c = cb + t * D;
+    const T* s = sb + t * D;
+    for (int64_t j = 0; j < h; ++j) {
+      const C x1 = convert<C>(xr[j]), x2 = convert<C>(xr[j + h]);
+      if constexpr (kBackward) {
+        orow[j] = convert<T>(x1 * convert<C>(c[j]) + x2 * convert<C>(s[j + h]));
+        orow[j + h] = convert<T>(x2 * convert<C>(c[j + h]) - x1 * convert<C>(s[j]));
+      } else {
+        orow[j] = convert<T>(x1 * convert<C>(c[j]) - x2 * convert<C>(s[j]));
+        orow[j + h] = convert<T>(x2 * convert<C>(c[j + h]) + x1 * convert<C>(s[j + h]));
+      }
+    }
+  }
+}
+
+// A new tensor shaped like x, laid out like x when x is a dense permutation of a contiguous
+// tensor with unit inner stride (e.g. the (B, H, T, D) transpose of a (B, T, H, D) tensor), else
+// contiguous. Keeping the layout lets the gradient of a transposed projection output flow back
+// without a copy.
+// shape, strides: x's geometry.
+Tensor empty_in_layout(const Shape& shape, const Strides& strides, DType dt, Device device) {
+  const int64_t nd = static_cast<int64_t>(shape.size());
+  auto size = [&](int64_t d) { return shape[static_cast<size_t>(d)]; };
+  auto stride = [&](int64_t d) { return strides[static_cast<size_t>(d)]; };
+  std::vector<int64_t> perm(static_cast<size_t>(nd));
+  for (int64_t i = 0; i < nd; ++i) perm[static_cast<size_t>(i)] = i;
+  std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return stride(a) > stride(b); });
+  Shape ps;
+  for (int64_t d : perm) ps.push_back(size(d));
+  const Strides cs = contiguous_strides(ps);
+  bool dense = nd > 0 && stride(nd - 1) == 1, permuted = false;
+  for (int64_t i = 0; i < nd; ++i) {
+    if (ps[static_cast<size_t>(i)] != 1 && stride(perm[static_cast<size_t>(i)]) != cs[static_cast<size_t>(i)])
+      dense = false;
+    if (perm[static_cast<size_t>(i)] != i) permuted = true;
+  }
+  if (!dense || !permuted) return empty(shape, dt, device);
+  std::vector<int64_t> inv(static_cast<size_t>(nd));
+  for (int64_t i = 0; i < nd; ++i) inv[static_cast<size_t>(perm[static_cast<size_t>(i)])] = i;
+  return empty(ps, dt, device).permute(inv);
+}
+
+// x: (..., T, D) -> out: (..., T, D) laid out like `layout` (strides of a tensor of x's shape).
+template <bool kBackward>
+Tensor rope_rotate(const Tensor& x, const Tensor& cos, const Tensor& sin, const Strides& layout) {
+  const DType dt = compute_dtype(x.dtype(), "apply_rope");
+  const Tensor xs = x.stride(-1) == 1 ? x.detach() : as_contiguous(x);
+  Tensor out = empty_in_layout(x.shape(), layout, dt, x.device());
+  if (x.device().is_meta() || x.numel() == 0) return out;
+  LOWBIT_CHECK(x.device().is_cpu(), "apply_rope: no kernel for ", x.device());
+  const Tensor c = as_contiguous(as_dtype(cos, dt)), s = as_contiguous(as_dtype(sin, dt));
+  dispatch_float(dt, "apply_rope", [&](auto tag) {
+    rope_kernel<typename decltype(tag)::type, kBackward>(xs, c, s, out);
+  });
+  return out;
+}
+
+}  // namespace
+
 Tensor apply_rope(const Tensor& x, const Tensor& cos, const Tensor& sin) {
   LOWBIT_CHECK(x.dim() >= 2, "rope: x must be (..., T, D), got ", x.str());
   const int64_t T = x.size(-2), D = x.size(-1);
+  LOWBIT_CHECK(D % 2 == 0, "rope: head dim must be even, got ", D);
   LOWBIT_CHECK(cos.shape() == (Shape{T, D}) && sin.shape() == (Shape{T, D}), "rope: cos/sin must be (", T, ", ", D,
                "), got ", shape_str(cos.shape()), " and ", shape_str(sin.shape()));
-  const int64_t half = D / 2;
-  const Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
-  const Tensor rotated = cat({neg(x2), x1}, -1);
-  return add(mul(x, cos.to(x.dtype())), mul(rotated, sin.to(x.dtype())));
+  check_same_device("apply_rope", x, cos);
+  check_same_device("apply_rope", x, sin);
+  // The output (and in backward dx) takes x's layout when x is a permuted dense tensor.
+  const Strides layout = x.stride(-1) == 1 ? x.strides() : contiguous_strides(x.shape());
+  Tensor out = rope_rotate<false>(x, cos, sin, layout);
+  // Gradients for the tables (rarely wanted) need x; otherwise only cos and sin are saved.
+  const bool table_grad = grad_enabled() && (cos.requires_grad() || sin.requires_grad());
+  return record("apply_rope", out, {x, cos, sin}, {cos, sin, table_grad ? x : Tensor()}, [layout](const BackwardArgs& a) {
+    const Tensor cos = a.saved(0), sin = a.saved(1);
+    Tensor dx, dcos, dsin;
+    if (a.needs_grad(0)) dx = rope_rotate<true>(a.grad, cos, sin, layout);
+    if (a.needs_grad(1) || a.needs_grad(2)) {
+      // dcos = g * x, dsin = g * rotate_half(x), reduced to (T, D) by the engine.
+      const Tensor x = a.saved(2);
+      if (a.needs_grad(1)) dcos = mul(a.grad, x);
+      if (a.needs_grad(2)) {
+        const Tensor zero = zeros(cos.shape(), x.dtype(), x.device()), one = ones(cos.shape(), x.dtype(), x.device());
+        dsin = mul(a.grad, rope_rotate<false>(x, zero, one, contiguous_strides(x.shape())));
+      }
+    }
+    return std::vector<Tensor>{dx, dcos, dsin};
+  });
 }
 
 }  // namespace lowbit
