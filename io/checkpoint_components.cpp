@@ -88,4 +88,10 @@ void register_loader(CheckpointManager& m, const std::string& name, TokenLoader&
       });
 }
 
+void register_quantizer(CheckpointManager& m, const std::string& name, quant::Quantizer& q) {
+  m.register_component(
+      name, [&q] { return ComponentState{q.state_tensors(), q.state_json()}; },
+      [&q, name](const ComponentState& s) { q.load_state(s.json, s.tensors, "checkpoint component '" + name + "'"); });
+}
+
 }  // namespace lowbit::io

@@ -1,5 +1,5 @@
 // Ready-made checkpoint components for the state every training run has: a module's
-// parameters, an optimizer's state, a random generator, a data loader's position.
+// parameters, an optimizer's state, a random generator, a data loader's position, a quantizer.
 #pragma once
 #include <string>
 
@@ -8,6 +8,7 @@
 #include "lowbit/io/token_data.h"
 #include "lowbit/nn/module.h"
 #include "lowbit/optim/optimizer.h"
+#include "lowbit/quant/quantizer.h"
 
 namespace lowbit::io {
 
@@ -16,5 +17,7 @@ void register_module(CheckpointManager& m, const std::string& name, const nn::Mo
 void register_optimizer(CheckpointManager& m, const std::string& name, optim::Optimizer& opt);
 void register_generator(CheckpointManager& m, const std::string& name, Generator& gen);
 void register_loader(CheckpointManager& m, const std::string& name, TokenLoader& loader);
+// Spec (checked strictly on load), enabled flag, start step, calibrated / learned tensors.
+void register_quantizer(CheckpointManager& m, const std::string& name, quant::Quantizer& q);
 
 }  // namespace lowbit::io
