@@ -203,8 +203,10 @@ void Impl::build_pre_tokenizer() {
                                                   where(source) + "pre_tokenizer.pretokenizers[" + std::to_string(i) + "].pattern"));
   }
   if (pc.byte_level_use_regex) byte_level_regex = std::make_unique<Regex>(kGpt2Regex, false, "ByteLevel regex");
-  word_char = std::make_unique<Regex>(R"(\w)", false, "\\w");
-  space_char = std::make_unique<Regex>(R"(\s)", false, "\\s");
+  // The reference's \w and \s (Rust regex, Unicode): PCRE2's UCP \w would also take letter-like
+  // numbers such as U+2460, so spell the Unicode definitions out (binary properties: PCRE2 10.40).
+  word_char = std::make_unique<Regex>(R"([\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}])", false, "word class");
+  space_char = std::make_unique<Regex>(R"(\p{White_Space})", false, "space class");
 
   for (size_t i = 0; i < added.size(); ++i) {
     const AddedToken& t = added[i];

@@ -16,9 +16,10 @@ It writes, into tests/data/tokenizer/:
                                regex, Isolated), ByteLevel(use_regex=false)], ignore_merges=true,
                                [a, b] array merges, TemplateProcessing that prepends
                                <|begin_of_text|>, special <|begin_of_text|> and <|end_of_text|>.
-  golden_ids.json              ids of a varied text list and of fortunes_sample.txt, encoded by
-                               the library with both tokenizers (add_special_tokens false, and true
-                               for the Llama-3 one).
+  golden_ids.json              ids of a varied text list, of 300 seeded random mixes of tricky
+                               pieces and of fortunes_sample.txt, encoded by the library with both
+                               tokenizers (add_special_tokens false, and true for the Llama-3 one
+                               on the varied texts).
 
 Both tokenizers are trained on fortunes_sample.txt (split at the fortune separator) plus the
 varied texts, so that accented Latin, Greek and CJK get some merges of their own.
@@ -26,6 +27,7 @@ varied texts, so that accented Latin, Greek and CJK get some merges of their own
 import argparse
 import json
 import os
+import random
 import sys
 
 import tokenizers
@@ -57,12 +59,27 @@ CASES = [
     ("partial_specials", "<|begin_of_tex <|endoftext <| |> <|end_of_text"),
     ("mixed", "Rust's `fn main() { println!(\"{}\", 42); }` vs C++'s std::cout << 1'000'000;\n\tdone."),
     ("long_runs", "=" * 150 + " " * 200 + "x" + "abracadabra" * 20 + "\n" * 70 + "9" * 40 + "!?" * 60),
+    ("word_boundaries", "xyzzy① ①xyzzy ٣xyzzy xyzzy_ x\u0301xyzzy \u3000<mask>\u00a0<mask>\u2003 <mask>"),
     ("empty", ""),
     ("only_spaces", "     "),
     ("newlines_only", "\n\n\n"),
 ]
 
 SEPARATOR = "\n%\n"
+
+# Building blocks of the seeded random mix: Unicode whitespace and word/non-word characters of
+# every kind that \s, \w, \p{L} and \p{N} treat differently, specials, contractions.
+MIX_PIECES = [
+    "a", "the", " ", "  ", "\n", "\t", "'s", "'LL", "'Re", "123", "99999", "é", "Ω", "語", "😀", "\u00a0",
+    "\u2003", "\u3000", "\u0085", "\u200b", "\r\n", "\r", "<|end_of_text|>", "<|begin_of_text|>",
+    "<|endoftext|>", "<mask>", "xyzzy", "!?", "Ġ", "ß", "İ", "ǅ", "٣", "①", "Ⅻ", "\u0301", "x\u0301",
+    "\U0001F1EB\U0001F1F7", "\x00", "\x0b", "\x0c", "_", "-", "$", "K", "ſ", "'", "’s",
+]
+
+
+def random_mix(count, seed):
+    rng = random.Random(seed)
+    return ["".join(rng.choice(MIX_PIECES) for _ in range(rng.randint(0, 30))) for _ in range(count)]
 
 
 def train(tok, corpus, vocab_size, specials):
@@ -161,6 +178,9 @@ def main():
     golden = {
         "versions": {"tokenizers": tokenizers.__version__, "python": sys.version.split()[0]},
         "cases": cases,
+        "random_mix": [
+            {"text": t, "gpt2": enc(gpt2, t, False), "llama3": enc(llama3, t, False)} for t in random_mix(300, 5)
+        ],
         "sample_file": "fortunes_sample.txt",
         "sample": {"gpt2": enc(gpt2, sample, False), "llama3": enc(llama3, sample, False)},
     }
