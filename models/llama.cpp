@@ -184,7 +184,7 @@ Tensor CausalLM::forward(const Tensor& ids, KVCache* cache) const {
   // Recomputation must not append to a cache twice, so checkpointing is for cache-free passes.
   const bool ckpt = options_.activation_checkpointing && is_training() && grad_enabled() && cache == nullptr;
   const Tensor h = model->forward(ids, cache, ckpt);
-  return matmul(h, output_weight().to(h.dtype()).t());
+  return linear(h, output_weight());  // casts the f32 (tied) weight to h.dtype() inside
 }
 
 Tensor CausalLM::loss(const Tensor& ids, const Tensor& targets) const {

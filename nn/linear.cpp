@@ -1,6 +1,5 @@
 #include "lowbit/nn/linear.h"
 
-#include "lowbit/engine/ops/elementwise.h"
 #include "lowbit/engine/ops/matmul.h"
 
 namespace lowbit::nn {
@@ -18,9 +17,9 @@ Linear::Linear(int64_t in_features, int64_t out_features, const LinearOptions& o
 Tensor Linear::forward(const Tensor& x) const {
   LOWBIT_CHECK(x.dim() >= 1 && x.size(-1) == in_, "Linear: input ", shape_str(x.shape()), " does not end in ",
                in_, " features");
-  // Mixed precision: f32 master weights are cast to the activation dtype (differentiably).
-  Tensor y = matmul(x, weight.to(x.dtype()).t());
-  return bias.defined() ? add(y, bias.to(x.dtype())) : y;
+  // Mixed precision: linear casts f32 master weights to x's dtype and returns their gradient
+  // in f32 straight from the GEMM accumulator.
+  return linear(x, weight, bias);
 }
 
 }  // namespace lowbit::nn

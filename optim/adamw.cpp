@@ -1,5 +1,6 @@
 #include "lowbit/optim/adamw.h"
 
+#include <algorithm>
 #include <cmath>
 
 
@@ -18,7 +19,10 @@ AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& opts)
 }
 
 namespace {
-// p, g, m, v: (n) contiguous, one fused pass.
+// p, g, m, v: (n) contiguous, one fused pass in blocks of 512 elements. Within a block the
+// moment updates and the parameter update are separate loops so they vectorize: sqrt sits in
+// its own scalar loop (without -fno-math-errno GCC will not vectorize a loop containing it).
+// Same arithmetic, element for element, as the single loop it replaces.
 template <class T>
 void adamw_kernel(T* p, const T* g, T* m, T* v, int64_t n, double lr, double wd, double b1, double b2,
                   double eps, int64_t t) {
@@ -27,13 +31,23 @@ void adamw_kernel(T* p, const T* g, T* m, T* v, int64_t n, double lr, double wd,
   const T decay = static_cast<T>(1.0 - lr * wd), step_size = static_cast<T>(lr / bc1);
   const T tb1 = static_cast<T>(b1), tb2 = static_cast<T>(b2), te = static_cast<T>(eps);
   const T inv_bc2 = static_cast<T>(1.0 / bc2_sqrt);
+  constexpr int64_t kBlock = 512;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) {
-    const T gi = g[i];
-    m[i] = tb1 * m[i] + (T(1) - tb1) * gi;
-    v[i] = tb2 * v[i] + (T(1) - tb2) * gi * gi;
-    const T denom = std::sqrt(v[i]) * inv_bc2 + te;
-    p[i] = p[i] * decay - step_size * m[i] / denom;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t i0 = b * kBlock, len = std::min(kBlock, n - i0);
+    T* pb = p + i0;
+    const T* gb = g + i0;
+    T* mb = m + i0;
+    T* vb = v + i0;
+    T root[kBlock];
+    for (int64_t i = 0; i < len; ++i) {
+      const T gi = gb[i];
+      mb[i] = tb1 * mb[i] + (T(1) - tb1) * gi;
+      vb[i] = tb2 * vb[i] + (T(1) - tb2) * gi * gi;
+    }
+    for (int64_t i = 0; i < len; ++i) root[i] = std::sqrt(vb[i]);
+    for (int64_t i = 0; i < len; ++i) pb[i] = pb[i] * decay - step_size * mb[i] / (root[i] * inv_bc2 + te);
   }
 }
 }  // namespace

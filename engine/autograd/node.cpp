@@ -48,10 +48,17 @@ Node::~Node() {
 
 std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad) {
   Tensor leaf(leaf_);
-  Tensor g = grad;
-  if (g.dtype() != leaf.dtype()) g = g.to(leaf.dtype());
+  // The incoming gradient can become .grad without a copy when nobody else can see its
+  // buffer: the only handle is the engine's (plus `grad` itself when no cast was needed), it
+  // is the sole user of its storage, and it is a plain dense tensor of the leaf's shape.
+  const bool cast = grad.dtype() != leaf.dtype();
+  Tensor g = cast ? grad.to(leaf.dtype()) : grad;
+  const bool exclusive = g.impl_ptr().use_count() == (cast ? 1 : 2) && g.storage().use_count() == 1 &&
+                         g.is_contiguous() && g.offset() == 0 && g.shape() == leaf.shape() && !g.requires_grad() &&
+                         g.storage()->nbytes() == static_cast<size_t>(g.numel()) * (traits(g.dtype()).bits / 8);
   if (!leaf_->grad) {
-    leaf_->grad = g.clone().impl_ptr();  // own the buffer: backward may share g elsewhere
+    // Otherwise own a copy: backward may share g elsewhere.
+    leaf_->grad = exclusive ? g.impl_ptr() : g.clone().impl_ptr();
   } else {
     Tensor acc(leaf_->grad);
     add_(acc, g);

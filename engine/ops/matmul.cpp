@@ -2,7 +2,9 @@
 
 #include "lowbit/engine/autograd/node.h"
 #include "lowbit/engine/cpu/gemm.h"
+#include "lowbit/engine/ops/elementwise.h"
 #include "lowbit/engine/ops/op_utils.h"
+#include "lowbit/engine/ops/reduce.h"
 
 namespace lowbit {
 
@@ -63,14 +65,16 @@ GemmOperand gemm_operand(const Tensor& t, const Shape& batch) {
   return op;
 }
 
-// a: (..., M, K), b: (..., K, N) -> (..., M, N), no autograd.
-Tensor matmul_forward(const Tensor& a, const Tensor& b) {
+// a: (..., M, K), b: (..., K, N) -> (..., M, N), no autograd. The result has the promoted
+// dtype, or out_dtype when given (bf16 inputs with out_dtype f32 return the GEMM's f32
+// accumulator as is).
+Tensor matmul_forward(const Tensor& a, const Tensor& b, DType out_dtype = DType::u8) {
   check_same_device("matmul", a, b);
   if (b.dim() == 2 && a.dim() > 2 && a.stride(-1) == 1) {
     // (..., M, K) @ (K, N): one tall GEMM instead of a batch of small ones.
     Shape out_shape = a.shape();
     out_shape.back() = b.size(-1);
-    return matmul_forward(a.detach().reshape({-1, a.size(-1)}), b).view(out_shape);
+    return matmul_forward(a.detach().reshape({-1, a.size(-1)}), b, out_dtype).view(out_shape);
   }
   const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
   LOWBIT_CHECK(b.size(-2) == K, "matmul: inner dims differ: ", shape_str(a.shape()), " @ ", shape_str(b.shape()));
@@ -80,7 +84,8 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
   out_shape.push_back(M);
   out_shape.push_back(N);
   const DType dt = compute_dtype(promote_types(a.dtype(), b.dtype()), "matmul");
-  Tensor out = empty(out_shape, dt, a.device());
+  const DType want = out_dtype == DType::u8 ? dt : out_dtype;
+  Tensor out = empty(out_shape, want, a.device());
   if (out.device().is_meta() || out.numel() == 0) return out;
   LOWBIT_CHECK(out.device().is_cpu(), "matmul: no kernel for ", out.device());
   if (K == 0) {
@@ -92,7 +97,8 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
   const DType gemm_dt = dt == DType::f16 ? DType::f32 : dt;
   const GemmOperand A = gemm_operand(as_dtype(a, gemm_dt), batch);
   const GemmOperand B = gemm_operand(as_dtype(b, gemm_dt), batch);
-  Tensor c = dt == DType::f32 || dt == DType::f64 ? out : empty(out_shape, DType::f32, out.device());
+  const DType acc_dt = gemm_dt == DType::f64 ? DType::f64 : DType::f32;
+  Tensor c = want == acc_dt ? out : empty(out_shape, acc_dt, out.device());
   const int64_t stride_c = nbatch > 1 ? M * N : 0;
   if (gemm_dt == DType::f64) {
     cpu::gemm_batched(nbatch, A.trans, B.trans, M, N, K, 1.0, static_cast<const double*>(A.t.raw_data()), A.ld,
@@ -128,6 +134,43 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     }
     return std::vector<Tensor>{g.needs_grad(0) ? matmul_forward(g.grad, b.transpose(-2, -1)) : Tensor(),
                                g.needs_grad(1) ? matmul_forward(a.transpose(-2, -1), g.grad) : Tensor()};
+  });
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  LOWBIT_CHECK(x.dim() >= 1 && weight.dim() == 2 && x.size(-1) == weight.size(1), "linear: input ",
+               shape_str(x.shape()), " does not match weight ", shape_str(weight.shape()), " (out, in)");
+  if (bias.defined())
+    LOWBIT_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear: bias ", shape_str(bias.shape()),
+                 " does not match weight ", shape_str(weight.shape()));
+  const DType dt = compute_dtype(x.dtype(), "linear");
+  const Tensor w = as_dtype(weight, dt);  // the mixed-precision cast (saved for backward)
+  // x: (..., in) @ w^T: (in, out) -> (..., out)
+  Tensor y = x.dim() == 1 ? matmul_forward(x.detach().unsqueeze(0), w.t()).squeeze(0) : matmul_forward(x, w.t());
+  if (bias.defined()) {
+    NoGradGuard g;
+    add_(y, as_dtype(bias, dt));
+  }
+  // The GEMM accumulates in f64 for f64, else f32; dweight and dbias come out in that dtype
+  // (the engine casts them to the parameters' dtypes if those differ).
+  const DType acc = dt == DType::f64 ? DType::f64 : DType::f32;
+  return record("linear", y, {x, weight, bias}, {x, w}, [acc](const BackwardArgs& a) {
+    // grad: (..., out) -> dx = grad @ w: (..., in), dweight = grad^T @ x: (out, in) in the
+    // weight's dtype, dbias = grad summed over rows.
+    const Tensor x = a.saved(0), w = a.saved(1);
+    const Tensor g = a.grad.dim() == 1 ? a.grad.unsqueeze(0) : a.grad;
+    Tensor dx, dw, db;
+    if (a.needs_grad(0)) {
+      dx = matmul_forward(g, w);
+      if (x.dim() == 1) dx = dx.squeeze(0);
+    }
+    const Tensor g2 = g.reshape({-1, g.size(-1)});
+    if (a.needs_grad(1)) {
+      const Tensor x2 = (x.dim() == 1 ? x.unsqueeze(0) : x).reshape({-1, x.size(-1)});
+      dw = matmul_forward(g2.t(), x2, acc);
+    }
+    if (a.needs_grad(2)) db = sum(as_dtype(g2, acc), {0});
+    return std::vector<Tensor>{dx, dw, db};
   });
 }
 

@@ -264,3 +264,48 @@ TEST(FusedSiluMul, BitwiseIndependentOfThreads) {
 
 }  // namespace
 }  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+// ---- linear (the cast of mixed precision folded into the GEMM op) ----
+
+Tensor linear_reference(const Tensor& x, const Tensor& w, const Tensor& b) {
+  const Tensor y = matmul(x, w.to(x.dtype()).t());
+  return b.defined() ? add(y, b.to(x.dtype())) : y;
+}
+
+TEST(FusedLinear, Gradcheck) {
+  const auto f = [](V v) { return linear(v[0], v[1], v[2]); };
+  expect_gradcheck(f, {leaf({2, 3, 4}, -1, 1, 1), leaf({5, 4}, -1, 1, 2), leaf({5}, -1, 1, 3)});
+  expect_gradcheck(f, {leaf_t({3, 4}, 4), leaf_t({5, 4}, 5), leaf({5}, -1, 1, 6)});  // non-contiguous x, weight
+  expect_gradcheck([](V v) { return linear(v[0], v[1]); }, {leaf({4}, -1, 1, 7), leaf({3, 4}, -1, 1, 8)});  // 1-d x
+}
+
+TEST(FusedLinear, MixedPrecisionGradientsComeBackInF32) {
+  const auto fused = [](V v) { return linear(v[0], v[1], v[2]); };
+  const auto ref = [](V v) { return linear_reference(v[0], v[1], v[2]); };
+  expect_matches_reference(fused, ref,
+                           {leaf({2, 33, 64}, -1, 1, 1, DType::f32), leaf({48, 64}, -1, 1, 2, DType::f32),
+                            leaf({48}, -1, 1, 3, DType::f32)},
+                           1e-5);
+  // bf16 x with f32 master weight and bias: y and dx are bf16; dweight and dbias f32, equal to
+  // the f32 products of the bf16-rounded operands (no bf16 rounding of the gradient itself).
+  const std::vector<Tensor> in{leaf({2, 33, 64}, -1, 1, 1, DType::bf16), leaf({48, 64}, -1, 1, 2, DType::f32),
+                               leaf({48}, -1, 1, 3, DType::f32)};
+  const std::vector<Tensor> a = forward_and_grads(fused, in);
+  EXPECT_EQ(a[0].dtype(), DType::bf16);
+  EXPECT_EQ(a[1].dtype(), DType::bf16);
+  EXPECT_EQ(a[2].dtype(), DType::f32);
+  EXPECT_EQ(a[3].dtype(), DType::f32);
+  // f32 reference on the bf16-rounded weight; the projection vector is drawn in bf16 too.
+  const std::vector<Tensor> b =
+      forward_and_grads([](V v) { return linear_reference(v[0], v[1], v[2]).to(DType::bf16); },
+                        {in[0].to(DType::f32), in[1].to(DType::bf16).to(DType::f32), in[2]});
+  EXPECT_LE(max_abs_diff(a[0], b[0]), 1e-2 * max_abs(b[0]));
+  EXPECT_LE(max_abs_diff(a[2], b[2]), 1e-5 * max_abs(b[2]));  // dweight: f32 accumulation of exact products
+  EXPECT_LE(max_abs_diff(a[3], b[3]), 1e-5 * max_abs(b[3]));
+}
+
+}  // namespace
+}  // namespace lowbit
