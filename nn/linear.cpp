@@ -1,6 +1,7 @@
 #include "lowbit/nn/linear.h"
 
 #include "lowbit/engine/ops/matmul.h"
+#include "lowbit/quant/linear_quant.h"
 
 namespace lowbit::nn {
 
@@ -19,6 +20,7 @@ Tensor Linear::forward(const Tensor& x) const {
                in_, " features");
   // Mixed precision: linear casts f32 master weights to x's dtype and returns their gradient
   // in f32 straight from the GEMM accumulator.
+  if (quant) return quant->forward(x, weight, bias);
   return linear(x, weight, bias);
 }
 

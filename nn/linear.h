@@ -2,8 +2,14 @@
 // handed to GEMM as a flag, never copied. Initialised N(0, init_std) like HF's
 // `initializer_range` (0.02 by default), bias zero.
 #pragma once
+#include <memory>
+
 #include "lowbit/engine/random.h"
 #include "lowbit/nn/module.h"
+
+namespace lowbit::quant {
+class LinearQuant;
+}
 
 namespace lowbit::nn {
 
@@ -24,6 +30,8 @@ class Linear : public Module {
 
   Tensor weight;
   Tensor bias;  // undefined without bias
+  // Quantization-aware forward attached by quant::prepare(); null for a plain layer.
+  std::shared_ptr<quant::LinearQuant> quant;
 
  private:
   int64_t in_, out_;

@@ -12,6 +12,15 @@ std::vector<std::pair<std::string, Tensor>> Module::named_parameters(const std::
   return out;
 }
 
+std::vector<std::pair<std::string, Module*>> Module::named_modules(const std::string& prefix) {
+  std::vector<std::pair<std::string, Module*>> out{{prefix, this}};
+  for (const auto& [name, child] : children_) {
+    auto sub = child->named_modules(prefix.empty() ? name : prefix + "." + name);
+    out.insert(out.end(), sub.begin(), sub.end());
+  }
+  return out;
+}
+
 std::vector<Tensor> Module::parameters() const {
   std::vector<Tensor> out;
   for (auto& [name, t] : named_parameters()) out.push_back(t);

@@ -22,6 +22,8 @@ class Module {
   // Every parameter below this module, depth first in registration order, with dotted names.
   std::vector<std::pair<std::string, Tensor>> named_parameters(const std::string& prefix = "") const;
   std::vector<Tensor> parameters() const;
+  // Every module below this one (itself first, as ""), depth first, with dotted names.
+  std::vector<std::pair<std::string, Module*>> named_modules(const std::string& prefix = "");
   int64_t num_parameters() const;
   // The parameter with this dotted name; throws naming it when absent.
   Tensor parameter(const std::string& dotted_name) const;

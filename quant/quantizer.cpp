@@ -83,9 +83,10 @@ void Quantizer::observe(const Tensor& x) {
     samples_.assign(static_cast<size_t>(L.groups), {});
     seen_.assign(static_cast<size_t>(L.groups), 0);
   }
-  LOWBIT_CHECK(x.shape() == shape_, "quantizer: calibration batch has shape ", shape_str(x.shape()),
-               ", earlier batches had ", shape_str(shape_), " (the scale grid must not change)");
-  const GroupLayout L = group_layout(shape_, grid_spec);
+  LOWBIT_CHECK(scale_grid_shape(x.shape(), grid_spec) == scale_grid_shape(shape_, grid_spec),
+               "quantizer: calibration batch has shape ", shape_str(x.shape()), ", earlier batches had ",
+               shape_str(shape_), " (the scale grid must not change)");
+  const GroupLayout L = group_layout(x.shape(), grid_spec);
   const std::vector<GroupStats> st = group_stats(xf.data<float>(), L);
   for (size_t g = 0; g < st.size(); ++g) {
     LOWBIT_CHECK(!std::isnan(st[g].amax), "quantizer: calibration batch contains NaN (group ", g, ")");

@@ -37,7 +37,8 @@ class Quantizer {
   // Fake quantization of x at global step `step`; x itself (no copy) while inactive.
   Tensor forward(const Tensor& x, int64_t step) const;
 
-  // Calibration: observe() any number of batches of the same shape, then finish_calibration()
+  // Calibration: observe() any number of batches with the same scale grid (per-tensor scales
+  // accept any shape; per-channel ones the same channels), then finish_calibration()
   // computes the per-group statistics and freezes them. Learned policies initialise their
   // scales (and zero points) from the calibrated statistics and make them trainable.
   void begin_calibration(const CalibOptions& opts = {});
