@@ -18,9 +18,9 @@ Linear::Linear(int64_t in_features, int64_t out_features, const LinearOptions& o
 Tensor Linear::forward(const Tensor& x) const {
   LOWBIT_CHECK(x.dim() >= 1 && x.size(-1) == in_, "Linear: input ", shape_str(x.shape()), " does not end in ",
                in_, " features");
+  if (quant) return quant->forward(x, weight, bias);
   // Mixed precision: linear casts f32 master weights to x's dtype and returns their gradient
   // in f32 straight from the GEMM accumulator.
-  if (quant) return quant->forward(x, weight, bias);
   return linear(x, weight, bias);
 }
 

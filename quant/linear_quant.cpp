@@ -3,7 +3,6 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "lowbit/engine/ops/elementwise.h"
 #include "lowbit/engine/ops/matmul.h"
 #include "lowbit/nn/linear.h"
 
@@ -44,8 +43,7 @@ Tensor LinearQuant::forward(const Tensor& x, const Tensor& w, const Tensor& b) {
     if (input_) xq = input_->forward(x, step);
     wq = weight_.forward(w, step);
   }
-  Tensor y = matmul(xq, wq.to(xq.dtype()).t());
-  if (b.defined()) y = add(y, b.to(y.dtype()));
+  Tensor y = linear(xq, wq, b);
   if (calibrating_ && output_ && output_->calibrating()) output_->observe(y);
   if (!calibrating_ && output_) y = output_->forward(y, step);
   return y;
@@ -80,6 +78,14 @@ std::vector<std::pair<std::string, LinearQuant*>> prepare(nn::Module& model, con
       skip = skip || name == e || (name.size() > e.size() && name.ends_with("." + e));
     if (skip) continue;
     LOWBIT_CHECK(!lin->quant, "prepare: layer '", name, "' is already prepared");
+    try {
+      (void)scale_grid_shape(lin->weight.shape(), preset.weight);
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      LOWBIT_FAIL("prepare: layer '", name, "' (weight ", shape_str(lin->weight.shape()), ") cannot use preset ",
+                  preset.name, ": ", m.substr(m.find("quant: ") == std::string::npos ? 0 : m.find("quant: ") + 7),
+                  " (exclude it or pick another group size)");
+    }
     lin->quant = std::make_shared<LinearQuant>(preset, ctx);
     lin->quant->set_start_step(opts.start_step);
     out.emplace_back(name, lin->quant.get());

@@ -140,6 +140,40 @@ TEST(Prepare, CalibratedPresetsNeedCalibrationThenCheckpointTheirState) {
   EXPECT_THROW(mgr3.resume(), Error);
 }
 
+TEST(Prepare, EveryPresetRunsForwardAndBackward) {
+  models::ModelConfig c = tiny();  // 128-wide so 128-element groups and 128 x 128 tiles fit
+  c.hidden_size = 128;
+  c.intermediate_size = 256;
+  c.num_key_value_heads = 4;
+  c.head_dim = 32;
+  {
+    models::CausalLM small(tiny());
+    try {
+      prepare(small, resolve_preset("INT4_WEIGHT_ONLY"), std::make_shared<QuantContext>());
+      ADD_FAILURE() << "a 32-wide layer accepted 128-element groups";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("prepare: layer 'model.layers.0.self_attn.q_proj' (weight [32, 32])"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  for (const std::string& name : preset_names()) {
+    SCOPED_TRACE(name);
+    auto ctx = std::make_shared<QuantContext>();
+    models::CausalLM m(c, models::ModelOptions{.seed = 1});
+    prepare(m, resolve_preset(name), ctx);
+    begin_calibration(m);
+    m.forward(ids_of(1));
+    finish_calibration(m);
+    const Tensor loss = m.loss(ids_of(2), ids_of(3));
+    EXPECT_TRUE(std::isfinite(loss.item()));
+    loss.backward();
+    const Tensor g = m.parameter("model.layers.0.mlp.up_proj.weight").grad();
+    ASSERT_TRUE(g.defined());
+    EXPECT_GT(sum(mul(g, g)).item(), 0.0);
+  }
+}
+
 TEST(Prepare, QatTrainingLowersTheLoss) {
   auto ctx = std::make_shared<QuantContext>();
   models::CausalLM m(tiny(), models::ModelOptions{.seed = 7});
