@@ -1,0 +1,105 @@
+#include "cli.h"
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "lowbit/engine/error.h"
+
+namespace lowbit::tools {
+
+namespace {
+
+size_t distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> d(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) d[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t prev = d[0];
+    d[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t cur = d[j];
+      d[j] = std::min({d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      prev = cur;
+    }
+  }
+  return d[b.size()];
+}
+
+}  // namespace
+
+Args::Args(int argc, char** argv, std::set<std::string> value_options, std::set<std::string> flag_options) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind("--", 0) != 0 || a == "--") {
+      positional_.push_back(a);
+      continue;
+    }
+    const std::string name = a.substr(2);
+    if (flag_options.count(name)) {
+      flags_.insert(name);
+    } else if (value_options.count(name)) {
+      LOWBIT_CHECK(i + 1 < argc, "option --", name, " needs a value");
+      values_[name] = argv[++i];
+    } else {
+      std::string best;
+      for (const auto* set : {&value_options, &flag_options})
+        for (const std::string& o : *set)
+          if (best.empty() || distance(name, o) < distance(name, best)) best = o;
+      LOWBIT_FAIL("unknown option --", name, best.empty() ? "" : " (did you mean --" + best + "?)");
+    }
+  }
+}
+
+std::optional<std::string> Args::get(const std::string& name) const {
+  const auto it = values_.find(name);
+  if (it == values_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::string Args::get_or(const std::string& name, const std::string& fallback) const {
+  return get(name).value_or(fallback);
+}
+
+int64_t Args::get_int(const std::string& name, int64_t fallback) const {
+  const auto v = get(name);
+  if (!v) return fallback;
+  char* end = nullptr;
+  const long long r = std::strtoll(v->c_str(), &end, 10);
+  LOWBIT_CHECK(!v->empty() && end && *end == '\0', "option --", name, " must be an integer, got '", *v, "'");
+  return r;
+}
+
+double Args::get_double(const std::string& name, double fallback) const {
+  const auto v = get(name);
+  if (!v) return fallback;
+  char* end = nullptr;
+  const double r = std::strtod(v->c_str(), &end);
+  LOWBIT_CHECK(!v->empty() && end && *end == '\0', "option --", name, " must be a number, got '", *v, "'");
+  return r;
+}
+
+std::string user_message(const char* what) {
+  const std::string m = what;
+  const size_t colon = m.find(": ");
+  if (colon == std::string::npos) return m;
+  const std::string head = m.substr(0, colon);  // "path/file.cpp:47"
+  const size_t line = head.rfind(':');
+  const bool located = line != std::string::npos && line + 1 < head.size() &&
+                       head.find_first_not_of("0123456789", line + 1) == std::string::npos &&
+                       (head.find(".cpp:") != std::string::npos || head.find(".h:") != std::string::npos);
+  return located ? m.substr(colon + 2) : m;
+}
+
+std::string unescape(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      const char c = s[++i];
+      out += c == 'n' ? '\n' : c == 't' ? '\t' : c;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+}  // namespace lowbit::tools

@@ -1,0 +1,35 @@
+// Minimal command-line parsing shared by the tools: --key value / --flag options and
+// positional arguments, with one-line errors that name the option (and the closest valid one).
+#pragma once
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace lowbit::tools {
+
+class Args {
+ public:
+  // value_options take a value; flag_options do not.
+  Args(int argc, char** argv, std::set<std::string> value_options, std::set<std::string> flag_options);
+  std::optional<std::string> get(const std::string& name) const;
+  std::string get_or(const std::string& name, const std::string& fallback) const;
+  int64_t get_int(const std::string& name, int64_t fallback) const;
+  double get_double(const std::string& name, double fallback) const;
+  bool flag(const std::string& name) const { return flags_.count(name) != 0; }
+  const std::vector<std::string>& positional() const { return positional_; }
+
+ private:
+  std::map<std::string, std::string> values_;
+  std::set<std::string> flags_;
+  std::vector<std::string> positional_;
+};
+
+// An error message for the user: lowbit::Error's "source.cpp:123: " prefix removed.
+std::string user_message(const char* what);
+
+// "\n", "\t" and "\\" escapes in a command-line string.
+std::string unescape(const std::string& s);
+
+}  // namespace lowbit::tools
