@@ -32,15 +32,21 @@ Tensor gelu(const Tensor& x, GeluApprox approx) {
 }
 
 namespace {
-// g, gate, up: broadcast to dgate's shape -> dgate = g * up * silu'(gate), dup = g * silu(gate)
-// (either output may be skipped).
-template <class T>
+// dgate = g * up * silu'(gate), dup = g * silu(gate) for one element in compute type C.
+template <class C>
+LOWBIT_HD void silu_mul_grads(C g, C a, C b, C& dgate, C& dup) {
+  const C sig = SigmoidF{}(a);
+  dgate = g * b * sig * (C(1) + a * (C(1) - sig));
+  dup = g * a * sig;
+}
+
+// g, gate, up: broadcast to the output shape -> dgate, dup (either may be skipped).
+template <class T, bool kGate, bool kUp>
 void silu_mul_backward_kernel(const Tensor& dgate, const Tensor& dup, const Tensor& g, const Tensor& gate,
                               const Tensor& up) {
   using C = opmath_t<T>;
-  const Tensor& out0 = dgate.defined() ? dgate : dup;
-  const Tensor& out1 = dup.defined() ? dup : dgate;
-  const bool want_dgate = dgate.defined(), want_dup = dup.defined();
+  const Tensor& out0 = kGate ? dgate : dup;
+  const Tensor& out1 = kUp ? dup : dgate;
   auto plan = cpu::make_plan<5>(out0.shape(), {&out0, &out1, &g, &gate, &up});
   cpu::for_each_chunk<5>(plan, [&](const std::array<char*, 5>& p, int64_t n, const std::array<int64_t, 5>& s) {
     T* dg = reinterpret_cast<T*>(p[0]);
@@ -48,27 +54,20 @@ void silu_mul_backward_kernel(const Tensor& dgate, const Tensor& dup, const Tens
     const T* gp = reinterpret_cast<const T*>(p[2]);
     const T* ap = reinterpret_cast<const T*>(p[3]);
     const T* bp = reinterpret_cast<const T*>(p[4]);
-    auto body = [&](int64_t i0, int64_t i1, int64_t i2, int64_t i3, int64_t i4) {
-      const C gv = convert<C>(gp[i2]), a = convert<C>(ap[i3]), b = convert<C>(bp[i4]);
-      const C sig = SigmoidF{}(a);
-      const C dgv = gv * b * sig * (C(1) + a * (C(1) - sig));
-      const C duv = gv * a * sig;
-      if (want_dgate) dg[i0] = convert<T>(dgv);
-      if (want_dup) du[i1] = convert<T>(duv);
-    };
     if (s[0] == 1 && s[1] == 1 && s[2] == 1 && s[3] == 1 && s[4] == 1) {
-      if (want_dgate && want_dup) {
-        for (int64_t i = 0; i < n; ++i) {
-          const C gv = convert<C>(gp[i]), a = convert<C>(ap[i]), b = convert<C>(bp[i]);
-          const C sig = SigmoidF{}(a);
-          dg[i] = convert<T>(gv * b * sig * (C(1) + a * (C(1) - sig)));
-          du[i] = convert<T>(gv * a * sig);
-        }
-      } else {
-        for (int64_t i = 0; i < n; ++i) body(i, i, i, i, i);
+      for (int64_t i = 0; i < n; ++i) {
+        C x, y;
+        silu_mul_grads(convert<C>(gp[i]), convert<C>(ap[i]), convert<C>(bp[i]), x, y);
+        if constexpr (kGate) dg[i] = convert<T>(x);
+        if constexpr (kUp) du[i] = convert<T>(y);
       }
     } else {
-      for (int64_t i = 0; i < n; ++i) body(i * s[0], i * s[1], i * s[2], i * s[3], i * s[4]);
+      for (int64_t i = 0; i < n; ++i) {
+        C x, y;
+        silu_mul_grads(convert<C>(gp[i * s[2]]), convert<C>(ap[i * s[3]]), convert<C>(bp[i * s[4]]), x, y);
+        if constexpr (kGate) dg[i * s[0]] = convert<T>(x);
+        if constexpr (kUp) du[i * s[1]] = convert<T>(y);
+      }
     }
   });
 }
@@ -94,7 +93,13 @@ Tensor silu_mul(const Tensor& gate, const Tensor& up) {
     Tensor dup = g.needs_grad(1) ? empty(shape, a.dtype(), a.device()) : Tensor();
     if ((dgate.defined() || dup.defined()) && !a.device().is_meta() && shape_numel(shape) > 0) {
       dispatch_float(a.dtype(), "silu_mul_backward", [&](auto tag) {
-        silu_mul_backward_kernel<typename decltype(tag)::type>(dgate, dup, gr, a, b);
+        using T = typename decltype(tag)::type;
+        if (dgate.defined() && dup.defined())
+          silu_mul_backward_kernel<T, true, true>(dgate, dup, gr, a, b);
+        else if (dgate.defined())
+          silu_mul_backward_kernel<T, true, false>(dgate, dup, gr, a, b);
+        else
+          silu_mul_backward_kernel<T, false, true>(dgate, dup, gr, a, b);
       });
     }
     return std::vector<Tensor>{dgate, dup};
