@@ -16,7 +16,8 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 ninja -C "$B" -j "$JOBS" "${targets[@]}"
 declare -A seed=([fuzz_safetensors]=safetensors [fuzz_model_config]=model_config
-                 [fuzz_token_shard]=token_shard [fuzz_tokenizer_json]=tokenizer_json)
+                 [fuzz_token_shard]=token_shard [fuzz_tokenizer_json]=tokenizer_json
+                 [fuzz_tokenizer_encode]=tokenizer_text)
 mkdir -p "$B/logs"
 export OMP_NUM_THREADS=1
 for t in "${targets[@]}"; do

@@ -1,5 +1,5 @@
 // Replays the committed corpus of malformed (and a few valid) files through every untrusted-
-// file parser, exactly as the fuzz targets drive them (fuzz/). bad_* must be rejected with a
+// file parser (safetensors, config.json, token shards, tokenizer.json), exactly as the fuzz targets drive them (fuzz/). bad_* must be rejected with a
 // one-line lowbit::Error naming the file, ok_* accepted, fuzz_* (fuzzer finds) either, never
 // a crash or a foreign exception (the ASan/UBSan build runs this too).
 #include <gtest/gtest.h>
@@ -11,6 +11,7 @@
 #include "lowbit/io/file_io.h"
 #include "lowbit/io/safetensors.h"
 #include "lowbit/io/token_data.h"
+#include "lowbit/io/tokenizer.h"
 #include "lowbit/models/model_config.h"
 
 namespace lowbit {
@@ -61,6 +62,15 @@ TEST(MalformedCorpus, TokenShard) {
   replay("token_shard", [](const std::string& p) {
     const io::TokenShard s(p);
     (void)s.tokens(0, s.size());
+  });
+}
+
+TEST(MalformedCorpus, TokenizerJson) {
+  replay("tokenizer_json", [](const std::string& p) {
+    const tok::Tokenizer t = tok::Tokenizer::from_file(p);
+    const std::string text = "the theme, \xff\xfe bytes <|endoftext|> and the end";
+    const std::vector<int32_t> ids = t.encode(text);
+    EXPECT_EQ(t.decode(ids), text);
   });
 }
 

@@ -110,3 +110,51 @@ w(T + "bad_count_mismatch.bin", shard([1, 2, 0], num_tokens=5))
 w(T + "bad_eos_out_of_vocab.bin", shard([1, 0], eos=100))
 w(T + "bad_vocab_too_big_for_u16.bin", shard([1, 0], vocab=70000))
 w(T + "bad_count_overflow.bin", shard([1, 0], num_tokens=(1 << 63)))
+
+# ---- tokenizer.json ----------------------------------------------------------------------
+import copy
+K = "tokenizer_json/"
+# A valid byte-level BPE tokenizer over the GPT-2 byte alphabet with two merges, then variants.
+bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
+cs = bs[:]
+extra = 0
+for b in range(256):
+    if b not in bs:
+        bs.append(b)
+        cs.append(256 + extra)
+        extra += 1
+alpha = {b: chr(c) for b, c in zip(bs, cs)}
+vocab = {alpha[b]: b for b in range(256)}
+vocab["\u0120t"] = 256
+vocab["he"] = 257
+tk = {"version": "1.0", "truncation": None, "padding": None,
+      "added_tokens": [{"id": 258, "content": "<|endoftext|>", "single_word": False, "lstrip": False,
+                        "rstrip": False, "normalized": False, "special": True}],
+      "normalizer": None,
+      "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+      "post_processor": None,
+      "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+      "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                "vocab": vocab, "merges": ["\u0120 t", "h e"]}}
+
+def tok(name, edit=None, raw=None):
+    t = copy.deepcopy(tk)
+    if edit:
+        edit(t)
+    w(K + name + ".json", raw if raw is not None else json.dumps(t, ensure_ascii=False))
+
+tok("ok_small")
+tok("ok_array_merges", lambda t: t["model"].__setitem__("merges", [["\u0120", "t"], ["h", "e"]]))
+tok("bad_not_json", raw='{"model": {"type": "BPE", ')
+tok("bad_array", raw="[]")
+tok("bad_missing_model", lambda t: t.pop("model"))
+tok("bad_wordpiece", lambda t: t["model"].__setitem__("type", "WordPiece"))
+tok("bad_merge_unknown_token", lambda t: t["model"].__setitem__("merges", ["\u0120 zz"]))
+tok("bad_normalizer", lambda t: t.__setitem__("normalizer", {"type": "NFC"}))
+tok("bad_vocab_type", lambda t: t["model"].__setitem__("vocab", [1, 2]))
+tok("bad_dropout", lambda t: t["model"].__setitem__("dropout", 0.1))
+tok("bad_decoder", lambda t: t.__setitem__("decoder", {"type": "WordPiece"}))
+tok("bad_added_token_id", lambda t: t["added_tokens"][0].__setitem__("id", "x"))
+tok("bad_regex", lambda t: t.__setitem__("pre_tokenizer", {"type": "Split", "pattern": {"Regex": "(unclosed"},
+                                                          "behavior": "Isolated", "invert": False}))
