@@ -60,7 +60,15 @@ class MergeTable {
   }
 
  private:
-  static size_t hash(uint64_t k) { return size_t((k * 0x9E3779B97F4A7C15ull) >> 20); }
+  // splitmix64's finalizer: every key bit reaches the low bits the mask keeps.
+  static size_t hash(uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdull;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ull;
+    k ^= k >> 33;
+    return size_t(k);
+  }
   std::vector<Entry> slots_;
   size_t mask_ = 0;
 };
