@@ -4,7 +4,11 @@
 #include <nlohmann/json.hpp>
 
 #include "lowbit/engine/ops/matmul.h"
+#include "lowbit/engine/autograd/grad_mode.h"
+#include "lowbit/engine/autograd/node.h"
+#include "lowbit/engine/ops/elementwise.h"
 #include "lowbit/nn/linear.h"
+#include "lowbit/quant/scaled_matmul.h"
 
 namespace lowbit::quant {
 
@@ -31,6 +35,7 @@ std::vector<std::pair<std::string, Quantizer*>> LinearQuant::quantizers() {
 }
 
 Tensor LinearQuant::forward(const Tensor& x, const Tensor& w, const Tensor& b) {
+  if (!calibrating_ && mode_ != LinearMode::fake) return converted_forward(x, b);
   const int64_t step = ctx_->step;
   Tensor xq = x, wq = w;
   if (calibrating_) {
@@ -46,6 +51,63 @@ Tensor LinearQuant::forward(const Tensor& x, const Tensor& w, const Tensor& b) {
   Tensor y = linear(xq, wq, b);
   if (calibrating_ && output_ && output_->calibrating()) output_->observe(y);
   if (!calibrating_ && output_) y = output_->forward(y, step);
+  return y;
+}
+
+void LinearQuant::convert(const Tensor& w) {
+  LOWBIT_CHECK(!calibrating_, "LinearQuant::convert: finish_calibration() first");
+  LOWBIT_CHECK(w.defined() && w.dim() == 2, "LinearQuant::convert: weight must be (out, in), got ",
+               w.defined() ? w.str() : "undefined");
+  LOWBIT_CHECK(weight_.enabled(), "LinearQuant::convert: the weight quantizer is disabled; nothing to convert");
+  packed_ = std::make_shared<const QTensor>(quantize(w, weight_.spec(), weight_.has_params() ? &weight_.params() : nullptr));
+  mode_ = LinearMode::real;
+}
+
+const QTensor& LinearQuant::packed_weight() const {
+  LOWBIT_CHECK(packed_ != nullptr, "LinearQuant: not converted (call convert() first)");
+  return *packed_;
+}
+
+void LinearQuant::set_mode(LinearMode mode) {
+  LOWBIT_CHECK(mode == LinearMode::fake || packed_ != nullptr, "LinearQuant::set_mode: the ",
+               mode == LinearMode::real ? "real" : "dequantized", " mode needs convert() first");
+  mode_ = mode;
+}
+
+Tensor LinearQuant::converted_forward(const Tensor& x, const Tensor& b) {
+  const int64_t step = ctx_->step;
+  const bool quant_input = input_ && input_->active(step);
+  Tensor y;
+  if (mode_ == LinearMode::dequantized) {
+    Tensor wq;
+    {
+      NoGradGuard ng;
+      wq = dequantize(*packed_);
+    }
+    y = linear(quant_input ? input_->forward(x, step) : x, wq, b);
+  } else {
+    // x: (..., in) -> y: (..., out) f32 from the packed operands.
+    {
+      NoGradGuard ng;
+      if (quant_input) {
+        const QTensor qa = quantize(x, input_->spec(), input_->has_params() ? &input_->params() : nullptr);
+        y = scaled_matmul(qa, *packed_);
+      } else {
+        y = scaled_matmul(x, *packed_);
+      }
+    }
+    if (any_requires_grad({&x})) {
+      // Straight-through: the gradient reaches x through the input quantizer's own fake_quant
+      // node (its gradient rule: mask, LSQ scale gradients); the matmul's part is dy · W_dq.
+      const Tensor xs = quant_input ? input_->forward(x, step) : x;
+      y = record("scaled_linear", y, {xs}, {}, [w = packed_](const BackwardArgs& a) {
+        return std::vector<Tensor>{a.needs_grad(0) ? matmul_dequantized(a.grad, *w) : Tensor()};
+      });
+    }
+    if (y.dtype() != x.dtype()) y = y.to(x.dtype());
+    if (b.defined()) y = add(y, b.dtype() == y.dtype() ? b : b.to(y.dtype()));
+  }
+  if (output_) y = output_->forward(y, step);
   return y;
 }
 
@@ -99,6 +161,26 @@ std::vector<std::pair<std::string, LinearQuant*>> prepared_layers(nn::Module& mo
   for (auto& [name, m] : model.named_modules())
     if (auto* lin = dynamic_cast<nn::Linear*>(m); lin && lin->quant) out.emplace_back(name, lin->quant.get());
   return out;
+}
+
+std::vector<std::pair<std::string, LinearQuant*>> convert(nn::Module& model) {
+  std::vector<std::pair<std::string, LinearQuant*>> out;
+  for (auto& [name, m] : model.named_modules()) {
+    auto* lin = dynamic_cast<nn::Linear*>(m);
+    if (!lin || !lin->quant) continue;
+    try {
+      lin->quant->convert(lin->weight);
+    } catch (const Error& e) {
+      LOWBIT_FAIL("convert: layer '", name, "': ", e.what());
+    }
+    out.emplace_back(name, lin->quant.get());
+  }
+  LOWBIT_CHECK(!out.empty(), "convert: the model has no prepared layer (call prepare() first)");
+  return out;
+}
+
+void set_mode(nn::Module& model, LinearMode mode) {
+  for (auto& [name, l] : prepared_layers(model)) l->set_mode(mode);
 }
 
 void begin_calibration(nn::Module& model, const CalibOptions& opts) {

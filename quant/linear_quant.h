@@ -17,6 +17,14 @@
 
 namespace lowbit::quant {
 
+// How a prepared layer computes (see LinearQuant::convert):
+//   fake         fake_quant(x) · fake_quant(w)ᵀ through linear() - QAT
+//   dequantized  fake_quant(x) · dequantize(packed w)ᵀ through linear(): the converted weights
+//                on the fake path's matmul (bitwise equal to fake; a reference for tests)
+//   real         scaled_matmul(quantize(x), packed w): the real low-bit matmul; dx by
+//                straight-through gradients from the dequantized operands
+enum class LinearMode { fake, dequantized, real };
+
 struct QuantContext {
   int64_t step = 0;  // the global step; set by the trainer before each forward
 };
@@ -40,7 +48,23 @@ class LinearQuant {
   void finish_calibration();
   void set_start_step(int64_t step);
 
+  // Convert: quantizes w once with the weight quantizer's spec and current parameters
+  // (calibrated or learned scales honoured) into a packed QTensor kept here, and switches to
+  // LinearMode::real. From then on the packed weight is used in the dequantized and real modes
+  // whatever the weight quantizer's start step; w gets no gradient in those modes (frozen).
+  // The input and output quantizers still follow their spec, parameters and start step.
+  void convert(const Tensor& w);
+  bool converted() const { return packed_ != nullptr; }
+  const QTensor& packed_weight() const;
+  // fake is always available; dequantized and real need convert().
+  void set_mode(LinearMode mode);
+  LinearMode mode() const { return mode_; }
+
  private:
+  Tensor converted_forward(const Tensor& x, const Tensor& b);
+
+  std::shared_ptr<const QTensor> packed_;
+  LinearMode mode_ = LinearMode::fake;
   QuantPreset preset_;
   std::shared_ptr<const QuantContext> ctx_;
   Quantizer weight_;
@@ -61,6 +85,12 @@ std::vector<std::pair<std::string, LinearQuant*>> prepare(nn::Module& model, con
                                                           const PrepareOptions& opts = {});
 // Every prepared layer of model, by dotted module name.
 std::vector<std::pair<std::string, LinearQuant*>> prepared_layers(nn::Module& model);
+
+// Converts every prepared layer of model (LinearQuant::convert with its nn::Linear's weight);
+// returns them by dotted module name. Throws when nothing is prepared.
+std::vector<std::pair<std::string, LinearQuant*>> convert(nn::Module& model);
+// Sets the mode of every prepared layer of model.
+void set_mode(nn::Module& model, LinearMode mode);
 
 // Calibration over batches: begin on every prepared layer, run forwards, finish.
 void begin_calibration(nn::Module& model, const CalibOptions& opts = {});
