@@ -1,0 +1,89 @@
+// train_llama's config: schema defaults, file values and overrides, one-line errors naming the
+// key path (closest key for unknown ones), and docs/config.md kept in sync with the schema.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "lowbit/engine/error.h"
+#include "lowbit/train/config.h"
+
+namespace lowbit::train {
+namespace {
+
+using json = nlohmann::json;
+
+json minimal() { return json{{"data", {{"train", json::array({"shards"})}}}}; }
+
+std::string error_of(const json& file, const std::vector<std::string>& overrides = {}) {
+  try {
+    resolve_config(file, overrides, "run.json");
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+    return m;
+  }
+  return "";
+}
+
+TEST(TrainConfig, DefaultsFileValuesAndOverrides) {
+  json file = minimal();
+  file["optim"] = {{"lr", 1e-3}};
+  file["model"] = {{"hidden_size", 64}, {"num_attention_heads", 4}, {"num_key_value_heads", 2}};
+  const Config c{resolve_config(file, {"train.steps=7", "optim.name=sgd", "quant.exclude=[\"lm_head\",\"mlp.down_proj\"]",
+                                       "model.compute_dtype=bf16", "schedule.min_lr=0"})};
+  EXPECT_EQ(c.i("train.steps"), 7);
+  EXPECT_EQ(c.f("optim.lr"), 1e-3);
+  EXPECT_EQ(c.s("optim.name"), "sgd");
+  EXPECT_EQ(c.list("quant.exclude"), (std::vector<std::string>{"lm_head", "mlp.down_proj"}));
+  EXPECT_EQ(c.s("model.compute_dtype"), "bf16");
+  EXPECT_EQ(c.i("model.hidden_size"), 64);
+  EXPECT_EQ(c.f("schedule.min_lr"), 0.0);
+  EXPECT_EQ(c.i("data.seq_len"), 128);  // default
+  EXPECT_EQ(c.list("data.train"), std::vector<std::string>{"shards"});
+  // Every schema key is present in a resolved config.
+  for (const KeyDef& k : schema()) {
+    const size_t dot = k.path.find('.');
+    EXPECT_TRUE(c.j.at(k.path.substr(0, dot)).contains(k.path.substr(dot + 1))) << k.path;
+  }
+}
+
+TEST(TrainConfig, ErrorsNameTheKeyPath) {
+  json f = minimal();
+  f["optim"] = {{"learning_rate", 1e-3}};
+  EXPECT_NE(error_of(f).find("run.json: unknown key 'optim.learning_rate'"), std::string::npos);
+  f = minimal();
+  f["trian"] = {{"steps", 3}};
+  EXPECT_NE(error_of(f).find("did you mean 'train.steps'?"), std::string::npos);
+  f = minimal();
+  f["train"] = {{"steps", "many"}};
+  EXPECT_NE(error_of(f).find("key 'train.steps' must be an integer"), std::string::npos);
+  f["train"] = {{"steps", 0}};
+  EXPECT_NE(error_of(f).find("key 'train.steps' must be in [1"), std::string::npos);
+  f = minimal();
+  f["optim"] = {{"name", "adam"}};
+  EXPECT_NE(error_of(f).find("key 'optim.name' is 'adam'; expected one of: adamw, sgd"), std::string::npos);
+  EXPECT_NE(error_of(minimal(), {"train.stepz=3"}).find("override: unknown key 'train.stepz' (did you mean 'train.steps'?)"),
+            std::string::npos);
+  EXPECT_NE(error_of(minimal(), {"train.steps"}).find("must be section.key=value"), std::string::npos);
+  EXPECT_NE(error_of(minimal(), {"dist.world_size=2"}).find("'dist.world_size' is 2"), std::string::npos);
+  EXPECT_NE(error_of(json{{"train", {{"steps", 3}}}}).find("no training data"), std::string::npos);
+  EXPECT_NE(error_of(minimal(), {"model.num_key_value_heads=3"}).find("'model.num_key_value_heads' must divide"),
+            std::string::npos);
+  EXPECT_NE(error_of(json::array()).find("must be a JSON object"), std::string::npos);
+  f = minimal();
+  f["optim"] = 3;
+  EXPECT_NE(error_of(f).find("section 'optim' must be an object"), std::string::npos);
+}
+
+TEST(TrainConfig, DocsListEveryKeyWithTypeAndDefault) {
+  std::ifstream in(std::string(LOWBIT_TEST_DATA_DIR) + "/../../docs/config.md");
+  ASSERT_TRUE(in.good()) << "docs/config.md is missing";
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_NE(ss.str().find(config_markdown_table()), std::string::npos)
+      << "docs/config.md is out of date: regenerate its table with `train_llama --print-config-docs`";
+}
+
+}  // namespace
+}  // namespace lowbit::train

@@ -1,0 +1,383 @@
+#include "lowbit/train/trainer.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "lowbit/engine/autograd/grad_mode.h"
+#include "lowbit/engine/cpu/gemm.h"
+#include "lowbit/engine/lowbit.h"
+#include "lowbit/io/checkpoint_components.h"
+#include "lowbit/io/file_io.h"
+#include "lowbit/io/hf_model.h"
+#include "lowbit/io/prepare_data.h"
+#include "lowbit/io/tokenizer.h"
+#include "lowbit/optim/adamw.h"
+#include "lowbit/optim/grad_clip.h"
+#include "lowbit/optim/lr_schedule.h"
+#include "lowbit/optim/sgd.h"
+#include "lowbit/quant/linear_quant.h"
+
+namespace lowbit::train {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
+
+std::vector<std::string> expand_shards(const std::vector<std::string>& inputs, const char* key) {
+  std::vector<std::string> out;
+  for (const std::string& in : inputs) {
+    if (fs::is_directory(in)) {
+      std::vector<std::string> found;
+      for (const auto& e : fs::directory_iterator(in))
+        if (e.is_regular_file() && e.path().extension() == ".bin") found.push_back(e.path().string());
+      std::sort(found.begin(), found.end());
+      LOWBIT_CHECK(!found.empty(), "key '", key, "': directory ", in, " holds no *.bin token shards");
+      out.insert(out.end(), found.begin(), found.end());
+    } else {
+      LOWBIT_CHECK(fs::exists(in), "key '", key, "': ", in, " does not exist");
+      out.push_back(in);
+    }
+  }
+  return out;
+}
+
+// data.text: tokenizer (given or trained) and shards in <run>/data.
+void prepare_text(const Config& c, const std::string& run, std::vector<std::string>* train,
+                  std::vector<std::string>* val) {
+  const std::vector<std::string> texts_in = c.list("data.text");
+  std::optional<tok::Tokenizer> t;
+  if (!c.s("data.tokenizer").empty()) {
+    t = tok::Tokenizer::from_file(c.s("data.tokenizer"));
+  } else {
+    std::vector<std::string> texts;
+    for (const auto& f : texts_in) texts.push_back(io::read_file(f, "key 'data.text'"));
+    tok::BpeTrainerOptions o;
+    o.vocab_size = static_cast<size_t>(c.i("data.vocab_size"));
+    o.special_tokens = {"<|endoftext|>"};
+    t = tok::train_bpe(texts, o);
+  }
+  t->save(run + "/tokenizer.json");
+  std::optional<int32_t> eos;
+  for (const char* name : {"<|endoftext|>", "<|end_of_text|>", "</s>"})
+    if ((eos = t->token_to_id(name))) break;
+  LOWBIT_CHECK(eos.has_value(), "key 'data.tokenizer': the tokenizer has no end-of-text token");
+  io::PrepareOptions po;
+  po.doc_separator = c.s("data.doc_separator");
+  po.val_fraction = c.f("data.val_fraction");
+  po.seed = static_cast<uint64_t>(c.i("data.seed"));
+  const io::PrepareResult r = io::prepare_data(
+      texts_in, run + "/data",
+      [&](std::string_view s) {
+        const auto ids = t->encode(s);
+        return std::vector<uint32_t>(ids.begin(), ids.end());
+      },
+      static_cast<uint32_t>(t->vocab_size()), static_cast<uint32_t>(*eos), po);
+  *train = r.train_shards;
+  *val = r.val_shards;
+  std::printf("data: tokenized %llu bytes -> %llu train / %llu val tokens (%zu-token vocabulary)\n",
+              static_cast<unsigned long long>(r.input_bytes), static_cast<unsigned long long>(r.train_tokens),
+              static_cast<unsigned long long>(r.val_tokens), t->vocab_size());
+}
+
+models::ModelConfig model_config_from(const Config& c, int64_t vocab) {
+  if (!c.s("model.config").empty()) {
+    models::ModelConfig m = models::read_model_config(c.s("model.config"));
+    LOWBIT_CHECK(m.vocab_size >= vocab, "key 'model.config': vocab_size ", m.vocab_size, " is smaller than the data's ",
+                 vocab);
+    return m;
+  }
+  models::ModelConfig m;
+  m.model_type = c.s("model.model_type");
+  m.vocab_size = vocab;
+  m.hidden_size = c.i("model.hidden_size");
+  m.intermediate_size = c.i("model.intermediate_size");
+  m.num_hidden_layers = c.i("model.num_hidden_layers");
+  m.num_attention_heads = c.i("model.num_attention_heads");
+  m.num_key_value_heads = c.i("model.num_key_value_heads");
+  m.head_dim = m.hidden_size / m.num_attention_heads;
+  m.max_position_embeddings = std::max<int64_t>(c.i("data.seq_len"), 2048);
+  m.rope_theta = c.f("model.rope_theta");
+  m.tie_word_embeddings = c.b("model.tie_word_embeddings");
+  m.rms_norm_eps = 1e-5;
+  m.attention_bias = m.model_type == "qwen2";
+  m.qk_norm = m.model_type == "qwen3";
+  return m;
+}
+
+double peak_rss_mb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0;
+}
+
+// The same-run f32 GEMM rate MFU is reported against (a 0.2 s measurement at start-up).
+double measure_gemm_gflops() {
+  const int64_t n = 512;
+  std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
+  cpu::gemm(false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+  int reps = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  double secs = 0;
+  while (secs < 0.2) {
+    cpu::gemm(false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+    ++reps;
+    secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  return 2.0 * n * n * n * reps / secs / 1e9;
+}
+
+double evaluate(const models::CausalLM& model, io::TokenLoader& val, int64_t batches) {
+  NoGradGuard no_grad;
+  val.set_position({});
+  double sum = 0;
+  for (int64_t b = 0; b < batches; ++b) {
+    const auto [x, y] = val.next();
+    sum += model.loss(x, y).item();
+  }
+  return sum / static_cast<double>(batches);
+}
+
+}  // namespace
+
+RunResult run_training(const Config& c, const RunOptions& opts) {
+  const std::string run = c.s("checkpoint.dir");
+  fs::create_directories(run);
+  io::write_file_atomic(run + "/config.resolved.json", c.j.dump(2) + "\n", "train_llama");
+
+  // ---- data
+  std::vector<std::string> train_files, val_files;
+  if (!c.list("data.text").empty()) {
+    prepare_text(c, run, &train_files, &val_files);
+  } else {
+    train_files = expand_shards(c.list("data.train"), "data.train");
+    val_files = expand_shards(c.list("data.val"), "data.val");
+  }
+  const io::LoaderOptions lo{.seq_len = c.i("data.seq_len"), .batch_size = c.i("data.batch_size"),
+                             .seed = static_cast<uint64_t>(c.i("data.seed"))};
+  io::TokenLoader loader(train_files, lo);
+  std::optional<io::TokenLoader> val;
+  if (!val_files.empty()) val.emplace(val_files, io::LoaderOptions{lo.seq_len, lo.batch_size, 0, false});
+  const int64_t vocab = loader.vocab_size();
+
+  // ---- model
+  models::ModelOptions mo;
+  mo.compute_dtype = c.s("model.compute_dtype") == "bf16" ? DType::bf16 : DType::f32;
+  mo.init = c.s("model.init") == "scaled_residual" ? models::InitScheme::scaled_residual : models::InitScheme::hf;
+  mo.seed = static_cast<uint64_t>(c.i("train.seed"));
+  mo.activation_checkpointing = c.b("model.activation_checkpointing");
+  std::unique_ptr<models::CausalLM> model;
+  if (!c.s("model.hf_dir").empty()) {
+    model = io::load_hf_model(c.s("model.hf_dir"), mo);
+    LOWBIT_CHECK(model->config().vocab_size >= vocab, "key 'model.hf_dir': the model's vocabulary (",
+                 model->config().vocab_size, ") is smaller than the data's (", vocab, ")");
+  } else {
+    model = std::make_unique<models::CausalLM>(model_config_from(c, vocab), mo);
+  }
+  model->train();
+
+  // ---- quantization
+  auto qctx = std::make_shared<quant::QuantContext>();
+  std::string quant_desc = "none";
+  if (!c.s("quant.preset").empty() || !c.s("quant.weight_spec").empty()) {
+    quant::QuantPreset preset;
+    if (!c.s("quant.preset").empty())
+      preset = quant::resolve_preset(c.s("quant.preset"), {.group_size = c.i("quant.group_size")});
+    else
+      preset.name = "CUSTOM";
+    if (!c.s("quant.weight_spec").empty())
+      preset.weight = quant::parse_quant_spec(c.s("quant.weight_spec"), "key 'quant.weight_spec'");
+    if (!c.s("quant.input_spec").empty())
+      preset.input = quant::parse_quant_spec(c.s("quant.input_spec"), "key 'quant.input_spec'");
+    quant::prepare(*model, preset, qctx,
+                   {.exclude = c.list("quant.exclude"), .start_step = c.i("quant.start_step")});
+    quant_desc = quant::describe(preset);
+  }
+
+  // ---- optimizer and schedule
+  std::vector<Tensor> decay, no_decay;
+  for (const auto& [n, p] : model->named_parameters())
+    (p.dim() >= 2 && n.find("embed_tokens") == std::string::npos ? decay : no_decay).push_back(p);
+  const std::vector<optim::ParamGroup> groups = {{decay, c.f("optim.weight_decay")}, {no_decay, 0.0}};
+  std::unique_ptr<optim::Optimizer> opt;
+  if (c.s("optim.name") == "adamw")
+    opt = std::make_unique<optim::AdamW>(groups, optim::AdamWOptions{c.f("optim.lr"), c.f("optim.beta1"),
+                                                                     c.f("optim.beta2"), c.f("optim.eps")});
+  else
+    opt = std::make_unique<optim::SGD>(groups, optim::SGDOptions{c.f("optim.lr"), c.f("optim.momentum")});
+  const int64_t total = c.i("train.steps");
+  const optim::LrSchedule sched{c.f("optim.lr"), c.f("schedule.min_lr"), c.i("schedule.warmup_steps"), total,
+                                c.s("schedule.decay") == "cosine"   ? optim::LrDecay::Cosine
+                                : c.s("schedule.decay") == "linear" ? optim::LrDecay::Linear
+                                                                    : optim::LrDecay::Constant};
+
+  // ---- checkpoints (the resolved config is stored with each one)
+  io::CheckpointManager ckpt(run + "/checkpoints", {.keep_last = c.i("checkpoint.keep_last")});
+  int64_t done = 0, nan_skips = 0;  // steps completed (the global step), persisted
+  io::register_module(ckpt, "model", *model);
+  io::register_optimizer(ckpt, "optimizer", *opt);
+  io::register_loader(ckpt, "data", loader);
+  if (quant_desc != "none") quant::register_quantizers(ckpt, "quant", *model);
+  ckpt.register_component(
+      "progress", [&] { return io::ComponentState{{}, json{{"step", done}, {"nan_skips", nan_skips}}.dump()}; },
+      [&](const io::ComponentState& s) {
+        const json j = json::parse(s.json);
+        done = j.at("step").get<int64_t>();
+        nan_skips = j.at("nan_skips").get<int64_t>();
+      });
+  ckpt.register_component(
+      "config", [&] { return io::ComponentState{{}, c.j.dump()}; },
+      [&](const io::ComponentState& s) {
+        const json saved = json::parse(s.json);
+        for (const char* section : {"model", "quant"})
+          LOWBIT_CHECK(saved.at(section) == c.j.at(section), "resume: the '", section,
+                       "' section differs from the checkpoint's; start a new checkpoint.dir or restore it");
+      });
+
+  bool resumed = false;
+  if (c.b("checkpoint.resume")) {
+    if (const auto s = ckpt.resume()) {
+      resumed = true;
+      std::printf("resumed from %s (step %lld)\n", ckpt.dir_for(*s).c_str(), static_cast<long long>(*s));
+    }
+  }
+  // Calibration happens once, before the first step; a resumed run restores its result.
+  if (quant_desc != "none" && !resumed && c.i("quant.calibration_batches") > 0) {
+    quant::CalibOptions co;
+    co.method = c.s("quant.calibration_method") == "mse"          ? quant::CalibMethod::mse
+                : c.s("quant.calibration_method") == "percentile" ? quant::CalibMethod::percentile
+                                                                  : quant::CalibMethod::max;
+    co.percentile = c.f("quant.percentile");
+    quant::begin_calibration(*model, co);
+    io::TokenLoader calib(train_files, io::LoaderOptions{lo.seq_len, lo.batch_size, lo.seed + 1});
+    NoGradGuard no_grad;
+    for (int64_t b = 0; b < c.i("quant.calibration_batches"); ++b) model->forward(calib.next().first);
+    quant::finish_calibration(*model);
+  }
+  std::vector<Tensor> quant_params;
+  for (auto& [n, l] : quant::prepared_layers(*model))
+    for (auto& [role, q] : l->quantizers())
+      for (const Tensor& t : q->learnable_parameters()) quant_params.push_back(t);
+  std::unique_ptr<optim::AdamW> quant_opt;
+  if (!quant_params.empty())
+    quant_opt = std::make_unique<optim::AdamW>(std::vector<optim::ParamGroup>{{quant_params, 0.0}},
+                                               optim::AdamWOptions{c.f("optim.quant_lr")});
+
+  const int64_t tokens_per_step = c.i("data.batch_size") * c.i("data.seq_len") * c.i("train.grad_accum");
+  const double flops_per_step = model->train_flops(tokens_per_step, c.i("data.seq_len"));
+  std::printf("model: %s, %lld parameters (%.2fM), %s activations\n", model->config().model_type.c_str(),
+              static_cast<long long>(model->num_parameters()), model->num_parameters() / 1e6,
+              c.s("model.compute_dtype").c_str());
+  std::printf("quant: %s\n", quant_desc.c_str());
+  std::printf("train: %lld steps of %lld tokens, %lld windows per epoch, run directory %s\n",
+              static_cast<long long>(total), static_cast<long long>(tokens_per_step),
+              static_cast<long long>(loader.windows_per_epoch()), run.c_str());
+  RunResult result;
+  result.steps_done = done;
+  if (opts.dry_run) {
+    std::printf("dry run: everything is built; stopping before step %lld\n", static_cast<long long>(done));
+    return result;
+  }
+  const double gemm_gflops = measure_gemm_gflops();
+
+  g_stop_signal.store(0);
+  auto prev_int = std::signal(SIGINT, on_stop_signal);
+  auto prev_term = std::signal(SIGTERM, on_stop_signal);
+  std::ofstream metrics(run + "/metrics.jsonl", std::ios::app);
+  const bool tty = c.b("log.progress") && ::isatty(STDOUT_FILENO);
+  const auto run_start = std::chrono::steady_clock::now();
+  const int64_t first_step = done;
+  auto save = [&] {
+    const std::string d = ckpt.save(done);
+    std::printf("checkpoint: %s\n", d.c_str());
+  };
+
+  for (int64_t step = done; step < total; ++step) {
+    if (g_stop_signal.load()) {
+      std::printf("\nstopping on signal %d at step %lld\n", g_stop_signal.load(), static_cast<long long>(step));
+      result.interrupted = true;
+      break;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    qctx->step = step;
+    const double lr = sched.at(step);
+    opt->set_lr(lr);
+    opt->zero_grad();
+    if (quant_opt) quant_opt->zero_grad();
+    double loss_sum = 0;
+    for (int64_t a = 0; a < c.i("train.grad_accum"); ++a) {
+      const auto [x, y] = loader.next();
+      Tensor loss = model->loss(x, y);
+      loss_sum += loss.item();
+      if (c.i("train.grad_accum") > 1) loss = mul(loss, 1.0 / static_cast<double>(c.i("train.grad_accum")));
+      loss.backward();
+    }
+    const double loss = loss_sum / static_cast<double>(c.i("train.grad_accum"));
+    const double max_norm = c.f("train.max_grad_norm");
+    const double gnorm = optim::clip_grad_norm(model->parameters(), max_norm > 0 ? max_norm : 1e300);
+    if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
+      LOWBIT_CHECK(c.s("train.nan_policy") == "skip", "step ", step, ": non-finite ",
+                   std::isfinite(loss) ? "gradient norm" : "loss", " (loss ", loss, ", grad norm ", gnorm,
+                   "); set train.nan_policy=skip to skip such steps");
+      ++nan_skips;
+      LOWBIT_CHECK(nan_skips <= c.i("train.max_nan_skips"), "step ", step, ": ", nan_skips,
+                   " non-finite steps skipped, more than train.max_nan_skips");
+      std::printf("step %lld: non-finite loss or gradient, step skipped (%lld so far)\n", static_cast<long long>(step),
+                  static_cast<long long>(nan_skips));
+      done = step + 1;
+      continue;
+    }
+    opt->step();
+    if (quant_opt) quant_opt->step();
+    done = step + 1;
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double tok_s = static_cast<double>(tokens_per_step) / secs;
+    const double mfu = flops_per_step / secs / 1e9 / gemm_gflops;
+    const double rss = peak_rss_mb();
+    result.last_loss = loss;
+    metrics << json{{"step", step + 1}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm}, {"ms", secs * 1e3},
+                    {"tokens_per_s", tok_s}, {"mfu", mfu}, {"peak_rss_mb", rss}}.dump()
+            << "\n";
+    const bool last = step + 1 == total;
+    if ((step + 1) % c.i("log.every") == 0 || last || step == first_step) {
+      if (tty) std::printf("\r\033[K");
+      std::printf("step %6lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f ms | %.0f tok/s | MFU %.1f%% | peak %.0f MB\n",
+                  static_cast<long long>(step + 1), static_cast<long long>(total), loss, lr, gnorm, secs * 1e3, tok_s,
+                  100 * mfu, rss);
+    } else if (tty) {
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+      const double eta = elapsed / static_cast<double>(step + 1 - first_step) * static_cast<double>(total - step - 1);
+      const int width = 30, done = static_cast<int>(width * (step + 1) / total);
+      std::printf("\r[%.*s%*s] %lld/%lld loss %.4f ETA %.0fs", done, "==============================", width - done,
+                  "", static_cast<long long>(step + 1), static_cast<long long>(total), loss, eta);
+      std::fflush(stdout);
+    }
+    if (val && ((c.i("train.eval_every") > 0 && (step + 1) % c.i("train.eval_every") == 0) || last)) {
+      const double vl = evaluate(*model, *val, c.i("train.eval_batches"));
+      result.val_loss = vl;
+      std::printf("eval  %6lld | val loss %.4f | val ppl %.2f\n", static_cast<long long>(step + 1), vl, std::exp(vl));
+      metrics << json{{"step", step + 1}, {"val_loss", vl}, {"val_ppl", std::exp(vl)}}.dump() << "\n";
+    }
+    if (c.i("checkpoint.every") > 0 && done % c.i("checkpoint.every") == 0 && !last) save();
+  }
+  result.steps_done = done;
+  metrics.flush();
+  save();
+  std::signal(SIGINT, prev_int);
+  std::signal(SIGTERM, prev_term);
+  return result;
+}
+
+}  // namespace lowbit::train
