@@ -34,13 +34,19 @@ namespace {
 std::atomic<int> g_stop_signal{0};
 extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
 
-std::vector<std::string> expand_shards(const std::vector<std::string>& inputs, const char* key) {
+// Files as given; a directory contributes its <prefix>*.bin shards (prepare_data's train_ /
+// val_ naming), or all its *.bin files when none has the prefix.
+std::vector<std::string> expand_shards(const std::vector<std::string>& inputs, const char* key, const std::string& prefix) {
   std::vector<std::string> out;
   for (const std::string& in : inputs) {
     if (fs::is_directory(in)) {
-      std::vector<std::string> found;
+      std::vector<std::string> found, prefixed;
       for (const auto& e : fs::directory_iterator(in))
-        if (e.is_regular_file() && e.path().extension() == ".bin") found.push_back(e.path().string());
+        if (e.is_regular_file() && e.path().extension() == ".bin") {
+          found.push_back(e.path().string());
+          if (e.path().filename().string().rfind(prefix, 0) == 0) prefixed.push_back(e.path().string());
+        }
+      if (!prefixed.empty()) found = prefixed;
       std::sort(found.begin(), found.end());
       LOWBIT_CHECK(!found.empty(), "key '", key, "': directory ", in, " holds no *.bin token shards");
       out.insert(out.end(), found.begin(), found.end());
@@ -162,8 +168,8 @@ RunResult run_training(const Config& c, const RunOptions& opts) {
   if (!c.list("data.text").empty()) {
     prepare_text(c, run, &train_files, &val_files);
   } else {
-    train_files = expand_shards(c.list("data.train"), "data.train");
-    val_files = expand_shards(c.list("data.val"), "data.val");
+    train_files = expand_shards(c.list("data.train"), "data.train", "train_");
+    val_files = expand_shards(c.list("data.val"), "data.val", "val_");
   }
   const io::LoaderOptions lo{.seq_len = c.i("data.seq_len"), .batch_size = c.i("data.batch_size"),
                              .seed = static_cast<uint64_t>(c.i("data.seed"))};
