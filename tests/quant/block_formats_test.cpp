@@ -767,6 +767,42 @@ TEST(BlockFormats, RandomMatchesReference) {
   }
 }
 
+TEST(BlockFormats, Nvfp4ReciprocalOrderAtTies) {
+  // torchao multiplies by r = f32(f32(1 / pts) / s8), not by f32(1 / (pts * s8)); the two differ
+  // in the last bit for many pts, which moves elements that sit next to an E2M1 tie. Elements
+  // are placed within a few ulps of every tie for a sweep of tensor amaxes and checked against
+  // the reference written from the doc's formula.
+  const QuantSpec spec = block_spec(Format::nvfp4);
+  const float ties[] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f};
+  int differing_r = 0;
+  for (int k = 0; k < 200; ++k) {
+    const float ga = 1.0f + 0.0371f * static_cast<float>(k);
+    const float pts = ga / 2688.0f;
+    // block amax = ga -> s8 = e4m3(ga / 6 / pts) (about 448)
+    double s8 = 0;
+    (void)ref_nvfp4({ga}, pts, &s8);
+    const float r = (1.0f / pts) / static_cast<float>(s8);
+    if (r != 1.0f / (pts * static_cast<float>(s8))) ++differing_r;
+    std::vector<float> x = {ga};
+    for (float t : ties) {
+      const float center = t / r;
+      float lo = center, hi = center;
+      for (int u = 0; u < 2; ++u) {
+        lo = std::nextafter(lo, 0.0f);
+        hi = std::nextafter(hi, kInf);
+      }
+      for (float v = lo; v <= hi && x.size() < 16; v = std::nextafter(v, kInf)) x.push_back(v);
+    }
+    x.resize(16, 0.0f);
+    const Result res = run(row(x), spec, ga);
+    std::vector<float> want = ref_nvfp4(x, pts, &s8);
+    for (size_t i = 0; i < 16; ++i)
+      ASSERT_TRUE(same(res.deq[i], want[i])) << "amax " << ga << " x " << x[i] << ": got " << res.deq[i] << " want "
+                                             << want[i];
+  }
+  EXPECT_GT(differing_r, 0);  // the sweep does exercise the operation order
+}
+
 TEST(BlockFormats, FakeQuantEqualsCodecAllDtypesAndShapes) {
   const std::vector<Shape> shapes = {{64}, {3, 64}, {2, 3, 96}, {0, 32}};
   int seed = 1;
