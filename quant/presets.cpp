@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "lowbit/engine/error.h"
+#include "lowbit/engine/text.h"
 
 namespace lowbit::quant {
 
@@ -30,21 +31,6 @@ QuantSpec per_token_asym_int8() {
 }
 
 QuantSpec block(Format f) { return spec(f, Granularity::per_group, format_block_size(f)); }
-
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> d(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) d[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t prev = d[0];
-    d[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t cur = d[j];
-      d[j] = std::min({d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      prev = cur;
-    }
-  }
-  return d[b.size()];
-}
 
 }  // namespace
 
@@ -96,13 +82,10 @@ QuantPreset resolve_preset(const std::string& name, const PresetOptions& o) {
   } else if (name == "GGUF_Q8_0") {
     p.weight = block(Format::gguf_q8_0);
   } else {
-    std::vector<std::string> names = preset_names();
-    std::stable_sort(names.begin(), names.end(), [&](const std::string& a, const std::string& b) {
-      return edit_distance(name, a) < edit_distance(name, b);
-    });
     std::string list;
-    for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
-    LOWBIT_FAIL("quant preset: unknown preset '", name, "' (did you mean ", names[0], "? all: ", list, ")");
+    for (const std::string& n : preset_names()) list += (list.empty() ? "" : ", ") + n;
+    LOWBIT_FAIL("quant preset: unknown preset '", name, "' (did you mean ", closest_match(name, preset_names()),
+                "? all: ", list, ")");
   }
   LOWBIT_CHECK(o.group_size == 0 || name == "W4A8" || name == "INT4_WEIGHT_ONLY", "quant preset: group_size applies ",
                "to W4A8 and INT4_WEIGHT_ONLY only, not ", name);

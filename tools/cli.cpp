@@ -4,27 +4,9 @@
 #include <cstdlib>
 
 #include "lowbit/engine/error.h"
+#include "lowbit/engine/text.h"
 
 namespace lowbit::tools {
-
-namespace {
-
-size_t distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> d(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) d[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t prev = d[0];
-    d[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t cur = d[j];
-      d[j] = std::min({d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      prev = cur;
-    }
-  }
-  return d[b.size()];
-}
-
-}  // namespace
 
 Args::Args(int argc, char** argv, std::set<std::string> value_options, std::set<std::string> flag_options) {
   for (int i = 1; i < argc; ++i) {
@@ -40,10 +22,9 @@ Args::Args(int argc, char** argv, std::set<std::string> value_options, std::set<
       LOWBIT_CHECK(i + 1 < argc, "option --", name, " needs a value");
       values_[name] = argv[++i];
     } else {
-      std::string best;
-      for (const auto* set : {&value_options, &flag_options})
-        for (const std::string& o : *set)
-          if (best.empty() || distance(name, o) < distance(name, best)) best = o;
+      std::vector<std::string> all(value_options.begin(), value_options.end());
+      all.insert(all.end(), flag_options.begin(), flag_options.end());
+      const std::string best = closest_match(name, all);
       LOWBIT_FAIL("unknown option --", name, best.empty() ? "" : " (did you mean --" + best + "?)");
     }
   }

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "lowbit/engine/error.h"
+#include "lowbit/engine/text.h"
 
 namespace lowbit::train {
 
@@ -18,21 +19,6 @@ KeyDef key(std::string path, KeyType t, json def, std::string help, double lo = 
   return KeyDef{std::move(path), t, std::move(def), std::move(help), lo, hi, std::move(choices)};
 }
 
-size_t distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> d(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) d[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t prev = d[0];
-    d[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t cur = d[j];
-      d[j] = std::min({d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      prev = cur;
-    }
-  }
-  return d[b.size()];
-}
-
 const KeyDef* find_key(const std::string& path) {
   for (const KeyDef& k : schema())
     if (k.path == path) return &k;
@@ -40,16 +26,9 @@ const KeyDef* find_key(const std::string& path) {
 }
 
 std::string closest_key(const std::string& path) {
-  std::string best;
-  size_t bd = ~size_t{0};
-  for (const KeyDef& k : schema()) {
-    const size_t d = distance(path, k.path);
-    if (d < bd) {
-      bd = d;
-      best = k.path;
-    }
-  }
-  return best;
+  std::vector<std::string> paths;
+  for (const KeyDef& k : schema()) paths.push_back(k.path);
+  return closest_match(path, paths);
 }
 
 // Checks v against k and returns it in canonical form (integers stay integers, ...).
