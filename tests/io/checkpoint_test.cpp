@@ -135,7 +135,8 @@ TEST(Checkpoint, ResumeIsBitExactAtTwoThreads) {
 class CorruptionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = temp_dir("corrupt");
+    // One directory per test: ctest runs the fixture's tests in parallel processes.
+    dir_ = temp_dir(std::string("corrupt_") + ::testing::UnitTest::GetInstance()->current_test_info()->name());
     data_ = make_data(dir_);
     t_ = std::make_unique<Trainer>(data_, dir_ + "/ck", 1);
     t_->train(1);
