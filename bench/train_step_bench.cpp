@@ -17,7 +17,7 @@
 //                 activations a hand-written trainer must keep for backward (see activation_bytes)
 //   of_min        (peak_MB - base_MB) / min_MB: the memory the model and training add, against
 //                 what they must add. The baseline is subtracted because it does not depend on
-//                 the model (~9 MB here) and would otherwise inflate the small presets.
+//                 the model (13-19 MB here) and would otherwise inflate the small presets.
 //   live_MB       the CPU allocator's peak of live tensor bytes over the same span (cached free
 //                 blocks not counted): peak_MB - base_MB - live_MB is allocator cache, heap
 //                 fragmentation and non-tensor memory
