@@ -58,10 +58,12 @@ DType parse_torch_dtype(const std::string& source, const char* key, const std::s
 }  // namespace
 
 ModelConfig parse_model_config(const std::string& text, const std::string& source) {
+  // nlohmann's parser stops at a NUL ("{}\0garbage" would pass); valid JSON never holds one.
+  LOWBIT_CHECK(text.find('\0') == std::string::npos, source, ": invalid JSON: NUL byte at offset ", text.find('\0'));
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     LOWBIT_FAIL(source, ": invalid JSON: ", e.what());
   }
   LOWBIT_CHECK(j.is_object(), source, ": expected a JSON object");

@@ -140,6 +140,7 @@ void validate(const QuantSpec& s) {
 }
 
 QuantSpec parse_quant_spec(const std::string& text, const std::string& source) {
+  LOWBIT_CHECK(text.find('\0') == std::string::npos, source, ": invalid JSON: NUL byte at offset ", text.find('\0'));
   json j;
   try {
     j = json::parse(text);
