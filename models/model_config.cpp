@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "lowbit/engine/error.h"
+#include "lowbit/engine/json_text.h"
 
 namespace lowbit::models {
 
@@ -58,14 +59,7 @@ DType parse_torch_dtype(const std::string& source, const char* key, const std::s
 }  // namespace
 
 ModelConfig parse_model_config(const std::string& text, const std::string& source) {
-  // nlohmann's parser stops at a NUL ("{}\0garbage" would pass); valid JSON never holds one.
-  LOWBIT_CHECK(text.find('\0') == std::string::npos, source, ": invalid JSON: NUL byte at offset ", text.find('\0'));
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    LOWBIT_FAIL(source, ": invalid JSON: ", e.what());
-  }
+  const json j = parse_json_text(text, source);
   LOWBIT_CHECK(j.is_object(), source, ": expected a JSON object");
   const Reader r{j, source};
   ModelConfig c;

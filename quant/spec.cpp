@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "lowbit/engine/error.h"
+#include "lowbit/engine/json_text.h"
 
 namespace lowbit::quant {
 
@@ -140,13 +141,7 @@ void validate(const QuantSpec& s) {
 }
 
 QuantSpec parse_quant_spec(const std::string& text, const std::string& source) {
-  LOWBIT_CHECK(text.find('\0') == std::string::npos, source, ": invalid JSON: NUL byte at offset ", text.find('\0'));
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    LOWBIT_FAIL(source, ": invalid JSON: ", e.what());
-  }
+  json j = parse_json_text<json>(text, source);
   LOWBIT_CHECK(j.is_object(), source, ": a quant spec must be a JSON object");
   QuantSpec s;
   LOWBIT_CHECK(j.contains("format"), source, ": missing key 'format'");

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "lowbit/engine/error.h"
+#include "lowbit/engine/json_text.h"
 #include "lowbit/engine/text.h"
 
 namespace lowbit::train {
@@ -212,9 +213,7 @@ json load_config(const std::string& path, const std::vector<std::string>& overri
   LOWBIT_CHECK(f.good(), path, ": cannot open config");
   std::stringstream ss;
   ss << f.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
-  LOWBIT_CHECK(!j.is_discarded(), path, ": invalid JSON");
-  return resolve_config(j, overrides, path);
+  return resolve_config(parse_json_text(ss.str(), path), overrides, path);
 }
 
 std::string config_markdown_table() {
