@@ -151,7 +151,8 @@ void CheckpointManager::prune() {
   }
 }
 
-std::vector<ComponentState> CheckpointManager::read_verified(const std::string& dir, int64_t* step_out) const {
+std::vector<ComponentState> CheckpointManager::read_verified(const std::string& dir, int64_t* step_out,
+                                                             bool registered_subset) const {
   const std::string marker_path = dir + "/" + kMarker;
   if (!fs::exists(marker_path)) corrupt(dir, ": no ", kMarker, " marker (incomplete save)");
   const std::string marker = read_file(marker_path, "checkpoint");
@@ -195,8 +196,15 @@ std::vector<ComponentState> CheckpointManager::read_verified(const std::string& 
   }
   std::vector<std::string> want;
   for (const auto& c : components_) want.push_back(c.name);
-  LOWBIT_CHECK(names == want, "checkpoint ", dir, ": holds components [", m["components"].dump(),
-               "] but this run registers a different set (", want.size(), " components); resume with the same setup");
+  if (registered_subset) {
+    for (const std::string& w : want)
+      LOWBIT_CHECK(std::find(names.begin(), names.end(), w) != names.end(), "checkpoint ", dir,
+                   ": has no component '", w, "' (it holds ", m["components"].dump(), ")");
+    names = want;
+  } else {
+    LOWBIT_CHECK(names == want, "checkpoint ", dir, ": holds components [", m["components"].dump(),
+                 "] but this run registers a different set (", want.size(), " components); resume with the same setup");
+  }
 
   std::vector<ComponentState> states;
   for (const std::string& name : names) {
@@ -227,14 +235,21 @@ std::vector<ComponentState> CheckpointManager::read_verified(const std::string& 
 
 int64_t CheckpointManager::verify(const std::string& dir) const {
   int64_t step = -1;
-  read_verified(dir, &step);
+  read_verified(dir, &step, true);
   return step;
 }
 
 void CheckpointManager::load(const std::string& dir) {
   int64_t step = -1;
-  const std::vector<ComponentState> states = read_verified(dir, &step);
+  const std::vector<ComponentState> states = read_verified(dir, &step, false);
   for (size_t i = 0; i < components_.size(); ++i) components_[i].load(states[i]);
+}
+
+int64_t CheckpointManager::load_registered(const std::string& dir) {
+  int64_t step = -1;
+  const std::vector<ComponentState> states = read_verified(dir, &step, true);
+  for (size_t i = 0; i < components_.size(); ++i) components_[i].load(states[i]);
+  return step;
 }
 
 std::optional<int64_t> CheckpointManager::resume() {

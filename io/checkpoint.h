@@ -63,6 +63,9 @@ class CheckpointManager {
   std::optional<int64_t> resume();
   // Verifies and loads one checkpoint directory; throws CorruptCheckpoint naming file and reason.
   void load(const std::string& dir);
+  // Verifies the whole checkpoint, then loads only the registered components (each must be in
+  // it): how tools read a model out of a training checkpoint. Returns its step.
+  int64_t load_registered(const std::string& dir);
   // Throws CorruptCheckpoint if dir does not verify; returns its step.
   int64_t verify(const std::string& dir) const;
 
@@ -77,7 +80,7 @@ class CheckpointManager {
     SaveFn save;
     LoadFn load;
   };
-  std::vector<ComponentState> read_verified(const std::string& dir, int64_t* step) const;
+  std::vector<ComponentState> read_verified(const std::string& dir, int64_t* step, bool registered_subset) const;
   void prune();
 
   std::string root_;

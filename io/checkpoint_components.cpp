@@ -1,6 +1,7 @@
 #include "lowbit/io/checkpoint_components.h"
 
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "lowbit/engine/autograd/grad_mode.h"
@@ -30,26 +31,31 @@ T field(const json& j, const char* key, const std::string& name) {
 }  // namespace
 
 void register_module(CheckpointManager& m, const std::string& name, const nn::Module& module) {
+  register_tensors(m, name, module.named_parameters());
+}
+
+void register_tensors(CheckpointManager& m, const std::string& name,
+                      std::vector<std::pair<std::string, Tensor>> tensors) {
+  auto params = std::make_shared<const std::vector<std::pair<std::string, Tensor>>>(std::move(tensors));
   m.register_component(
       name,
-      [&module] {
+      [params] {
         ComponentState s;
-        for (const auto& [n, p] : module.named_parameters()) s.tensors.emplace_back(n, p.detach());
+        for (const auto& [n, p] : *params) s.tensors.emplace_back(n, p.detach());
         return s;
       },
-      [&module, name](const ComponentState& s) {
+      [params, name](const ComponentState& s) {
         std::map<std::string, Tensor> in(s.tensors.begin(), s.tensors.end());
-        const auto params = module.named_parameters();
-        for (const auto& [n, p] : params) {
+        for (const auto& [n, p] : *params) {
           const auto it = in.find(n);
           LOWBIT_CHECK(it != in.end(), "checkpoint component '", name, "': parameter '", n, "' is missing");
           LOWBIT_CHECK(it->second.shape() == p.shape() && it->second.dtype() == p.dtype(), "checkpoint component '",
                        name, "': parameter '", n, "' is ", it->second.str(), ", the model has ", p.str());
         }
-        LOWBIT_CHECK(in.size() == params.size(), "checkpoint component '", name, "': holds ", in.size(),
-                     " tensors, the model has ", params.size(), " parameters");
+        LOWBIT_CHECK(in.size() == params->size(), "checkpoint component '", name, "': holds ", in.size(),
+                     " tensors, the model has ", params->size(), " parameters");
         NoGradGuard no_grad;
-        for (const auto& [n, p] : params) copy_(p, in.at(n));
+        for (const auto& [n, p] : *params) copy_(p, in.at(n));
       });
 }
 

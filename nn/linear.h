@@ -33,8 +33,27 @@ class Linear : public Module {
   // Quantization-aware forward attached by quant::prepare(); null for a plain layer.
   std::shared_ptr<quant::LinearQuant> quant;
 
+  // LoRA (nn/lora.h): adapters registered as children "lora_A" (in -> r) and "lora_B" (r -> out).
+  void add_lora(int64_t rank, double alpha, double dropout, Generator* gen);
+  bool has_lora() const { return lora_A_ != nullptr; }
+  Linear& lora_A() const;
+  Linear& lora_B() const;
+  double lora_scale() const { return lora_scale_; }
+  // W += scale * B A, then the adapters are removed. A converted (QLoRA) base is dequantized
+  // first and the layer becomes a plain f32 layer.
+  void merge_lora();
+  // QLoRA: once the quant hook holds the packed weight, the f32 weight is replaced by a
+  // storage-free meta tensor of the same shape.
+  void release_weight();
+
  private:
+  Tensor base_forward(const Tensor& x) const;
+
   int64_t in_, out_;
+  Linear* lora_A_ = nullptr;
+  Linear* lora_B_ = nullptr;
+  double lora_scale_ = 0, lora_dropout_ = 0;
+  Generator* lora_gen_ = nullptr;
 };
 
 }  // namespace lowbit::nn

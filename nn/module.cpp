@@ -65,4 +65,24 @@ void Module::add_child(const std::string& name, std::unique_ptr<Module> m) {
   children_.emplace_back(name, std::move(m));
 }
 
+Tensor Module::replace_parameter(const std::string& name, Tensor t, bool requires_grad) {
+  for (auto& [n, p] : params_)
+    if (n == name) {
+      t = t.detach();
+      t.set_requires_grad(requires_grad);
+      p = t;
+      return t;
+    }
+  LOWBIT_FAIL("replace_parameter: no parameter named '", name, "'");
+}
+
+void Module::remove_module(const std::string& name) {
+  for (auto it = children_.begin(); it != children_.end(); ++it)
+    if (it->first == name) {
+      children_.erase(it);
+      return;
+    }
+  LOWBIT_FAIL("remove_module: no submodule named '", name, "'");
+}
+
 }  // namespace lowbit::nn

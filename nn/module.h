@@ -42,6 +42,10 @@ class Module {
     add_child(name, std::move(m));
     return ref;
   }
+  // Swaps the tensor registered under name for t (made a leaf; requires_grad as given).
+  Tensor replace_parameter(const std::string& name, Tensor t, bool requires_grad);
+  // Deletes the child module registered under name (throws when there is none).
+  void remove_module(const std::string& name);
 
  private:
   void add_child(const std::string& name, std::unique_ptr<Module> m);

@@ -2,6 +2,7 @@
 
 #include "lowbit/engine/ops/embedding.h"
 #include "lowbit/engine/ops/rms_norm.h"
+#include "lowbit/quant/linear_quant.h"
 
 namespace lowbit::nn {
 
@@ -22,6 +23,6 @@ Embedding::Embedding(int64_t num_embeddings, int64_t dim, double init_std, DType
   weight = register_parameter("weight", w);
 }
 
-Tensor Embedding::forward(const Tensor& ids) const { return embedding(weight, ids); }
+Tensor Embedding::forward(const Tensor& ids) const { return quant ? quant->embed(ids, weight) : embedding(weight, ids); }
 
 }  // namespace lowbit::nn

@@ -1,8 +1,14 @@
 // RMSNorm (weight initialised to ones, HF `weight`) and Embedding (HF `weight`, (V, C),
 // initialised N(0, init_std)).
 #pragma once
+#include <memory>
+
 #include "lowbit/engine/random.h"
 #include "lowbit/nn/module.h"
+
+namespace lowbit::quant {
+class LinearQuant;
+}
 
 namespace lowbit::nn {
 
@@ -24,6 +30,8 @@ class Embedding : public Module {
   Tensor forward(const Tensor& ids) const;
 
   Tensor weight;
+  // Weight-only quantization attached by quant::prepare(.embeddings = true); null when plain.
+  std::shared_ptr<quant::LinearQuant> quant;
 };
 
 }  // namespace lowbit::nn

@@ -7,8 +7,11 @@
 #include "lowbit/engine/autograd/grad_mode.h"
 #include "lowbit/engine/autograd/node.h"
 #include "lowbit/engine/ops/elementwise.h"
+#include "lowbit/engine/ops/embedding.h"
 #include "lowbit/nn/linear.h"
+#include "lowbit/nn/norm_embedding.h"
 #include "lowbit/quant/scaled_matmul.h"
+#include "lowbit/quant/tile_decode.h"
 
 namespace lowbit::quant {
 
@@ -52,6 +55,28 @@ Tensor LinearQuant::forward(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (calibrating_ && output_ && output_->calibrating()) output_->observe(y);
   if (!calibrating_ && output_) y = output_->forward(y, step);
   return y;
+}
+
+Tensor LinearQuant::embed(const Tensor& ids, const Tensor& w) {
+  LOWBIT_CHECK(!input_ && !output_, "LinearQuant::embed: an embedding is quantized weight-only");
+  if (calibrating_) {
+    if (weight_.calibrating()) weight_.observe(w);
+    return embedding(w, ids);
+  }
+  if (mode_ == LinearMode::fake) return embedding(weight_.forward(w, ctx_->step), ids);
+  // ids: (...) -> (..., C): decode only the rows looked up.
+  const int64_t V = packed_->shape.at(0), C = packed_->shape.at(1);
+  const Tensor idx = ids.to(DType::i64).contiguous();
+  Shape out_shape = ids.shape();
+  out_shape.push_back(C);
+  Tensor out = empty(out_shape, DType::f32);
+  const int64_t* id = idx.data<int64_t>();
+  float* o = out.data<float>();
+  for (int64_t i = 0; i < idx.numel(); ++i) {
+    LOWBIT_CHECK(id[i] >= 0 && id[i] < V, "embedding: id ", id[i], " is outside the vocabulary [0, ", V, ")");
+    detail::decode_tile(*packed_, id[i], id[i] + 1, 0, C, o + i * C, C);
+  }
+  return out.dtype() == w.dtype() ? out : out.to(w.dtype());
 }
 
 void LinearQuant::convert(const Tensor& w) {
@@ -128,29 +153,47 @@ void LinearQuant::set_start_step(int64_t step) {
   for (auto& [role, q] : quantizers()) q->set_start_step(step);
 }
 
+namespace {
+
+// The weight of a quantizable layer: nn::Linear, or nn::Embedding when embeddings is set.
+struct Quantizable {
+  Tensor weight;
+  std::shared_ptr<LinearQuant>* hook = nullptr;
+};
+
+Quantizable quantizable(nn::Module* m, bool embeddings) {
+  if (auto* lin = dynamic_cast<nn::Linear*>(m)) return {lin->weight, &lin->quant};
+  if (auto* emb = dynamic_cast<nn::Embedding*>(m); emb && embeddings) return {emb->weight, &emb->quant};
+  return {};
+}
+
+}  // namespace
+
 std::vector<std::pair<std::string, LinearQuant*>> prepare(nn::Module& model, const QuantPreset& preset,
                                                           std::shared_ptr<const QuantContext> ctx,
                                                           const PrepareOptions& opts) {
   std::vector<std::pair<std::string, LinearQuant*>> out;
+  const QuantPreset weight_only{preset.name, preset.weight, std::nullopt, std::nullopt};
   for (auto& [name, m] : model.named_modules()) {
-    auto* lin = dynamic_cast<nn::Linear*>(m);
-    if (!lin) continue;
+    const Quantizable q = quantizable(m, opts.embeddings);
+    if (!q.hook) continue;
     bool skip = false;
     for (const std::string& e : opts.exclude)
       skip = skip || name == e || (name.size() > e.size() && name.ends_with("." + e));
     if (skip) continue;
-    LOWBIT_CHECK(!lin->quant, "prepare: layer '", name, "' is already prepared");
+    LOWBIT_CHECK(!*q.hook, "prepare: layer '", name, "' is already prepared");
     try {
-      (void)scale_grid_shape(lin->weight.shape(), preset.weight);
+      (void)scale_grid_shape(q.weight.shape(), preset.weight);
     } catch (const Error& e) {
       const std::string m = e.what();
-      LOWBIT_FAIL("prepare: layer '", name, "' (weight ", shape_str(lin->weight.shape()), ") cannot use preset ",
+      LOWBIT_FAIL("prepare: layer '", name, "' (weight ", shape_str(q.weight.shape()), ") cannot use preset ",
                   preset.name, ": ", m.substr(m.find("quant: ") == std::string::npos ? 0 : m.find("quant: ") + 7),
                   " (exclude it or pick another group size)");
     }
-    lin->quant = std::make_shared<LinearQuant>(preset, ctx);
-    lin->quant->set_start_step(opts.start_step);
-    out.emplace_back(name, lin->quant.get());
+    const bool is_embedding = dynamic_cast<nn::Embedding*>(m) != nullptr;
+    *q.hook = std::make_shared<LinearQuant>(is_embedding ? weight_only : preset, ctx);
+    (*q.hook)->set_start_step(opts.start_step);
+    out.emplace_back(name, q.hook->get());
   }
   LOWBIT_CHECK(!out.empty(), "prepare: no linear layer left to quantize (exclude list too broad?)");
   return out;
@@ -159,21 +202,21 @@ std::vector<std::pair<std::string, LinearQuant*>> prepare(nn::Module& model, con
 std::vector<std::pair<std::string, LinearQuant*>> prepared_layers(nn::Module& model) {
   std::vector<std::pair<std::string, LinearQuant*>> out;
   for (auto& [name, m] : model.named_modules())
-    if (auto* lin = dynamic_cast<nn::Linear*>(m); lin && lin->quant) out.emplace_back(name, lin->quant.get());
+    if (const Quantizable q = quantizable(m, true); q.hook && *q.hook) out.emplace_back(name, q.hook->get());
   return out;
 }
 
 std::vector<std::pair<std::string, LinearQuant*>> convert(nn::Module& model) {
   std::vector<std::pair<std::string, LinearQuant*>> out;
   for (auto& [name, m] : model.named_modules()) {
-    auto* lin = dynamic_cast<nn::Linear*>(m);
-    if (!lin || !lin->quant) continue;
+    const Quantizable q = quantizable(m, true);
+    if (!q.hook || !*q.hook) continue;
     try {
-      lin->quant->convert(lin->weight);
+      (*q.hook)->convert(q.weight);
     } catch (const Error& e) {
       LOWBIT_FAIL("convert: layer '", name, "': ", e.what());
     }
-    out.emplace_back(name, lin->quant.get());
+    out.emplace_back(name, q.hook->get());
   }
   LOWBIT_CHECK(!out.empty(), "convert: the model has no prepared layer (call prepare() first)");
   return out;

@@ -36,6 +36,10 @@ class LinearQuant {
   // x: (..., in), w: (out, in), b: (out) or undefined -> (..., out). While calibrating: the
   // plain layer, observing x and w.
   Tensor forward(const Tensor& x, const Tensor& w, const Tensor& b);
+  // Embeddings (weight-only): ids (...) integer, w: (V, C) -> (..., C) in w's dtype: the rows
+  // of fake_quant(w), or, once converted, rows decoded from the packed table (only the rows
+  // looked up are decoded; the dequantized and real modes are the same here).
+  Tensor embed(const Tensor& ids, const Tensor& w);
 
   Quantizer& weight() { return weight_; }
   Quantizer* input() { return input_ ? &*input_ : nullptr; }
@@ -73,17 +77,21 @@ class LinearQuant {
 };
 
 struct PrepareOptions {
-  // Linear layers whose dotted name equals an entry or ends with "." + entry are skipped.
+  // Layers whose dotted name equals an entry or ends with "." + entry are skipped.
   std::vector<std::string> exclude = {"lm_head"};
   int64_t start_step = 0;  // delayed fake quant: every quantizer switches on at this step
+  // Also quantize nn::Embedding tables, weight-only with the preset's weight spec (a tied
+  // output projection reads the unquantized table, as an excluded lm_head would).
+  bool embeddings = false;
 };
 
-// Attaches LinearQuant (sharing ctx) to every nn::Linear below model that is not excluded;
-// returns them by dotted module name. Throws if a layer is already prepared.
+// Attaches LinearQuant (sharing ctx) to every nn::Linear below model that is not excluded, and
+// with opts.embeddings a weight-only one to every nn::Embedding; returns them by dotted module
+// name. Throws if a layer is already prepared.
 std::vector<std::pair<std::string, LinearQuant*>> prepare(nn::Module& model, const QuantPreset& preset,
                                                           std::shared_ptr<const QuantContext> ctx,
                                                           const PrepareOptions& opts = {});
-// Every prepared layer of model, by dotted module name.
+// Every prepared layer (linear or embedding) of model, by dotted module name.
 std::vector<std::pair<std::string, LinearQuant*>> prepared_layers(nn::Module& model);
 
 // Converts every prepared layer of model (LinearQuant::convert with its nn::Linear's weight);

@@ -141,12 +141,13 @@ const std::vector<KeyDef>& schema() {
       key("quant.weight_spec", T::string, "", "custom weight QuantSpec as JSON (replaces the preset's weight spec)"),
       key("quant.input_spec", T::string, "", "custom input QuantSpec as JSON (replaces the preset's input spec)"),
       key("quant.exclude", T::string_list, json::array({"lm_head"}), "linear layers left unquantized (name or dotted suffix)"),
+      key("quant.embeddings", T::boolean, false, "also quantize the token embeddings, weight-only with the preset's weight spec"),
       key("quant.start_step", T::integer, 0, "delayed fake quant: quantizers switch on at this global step", 0),
       key("quant.calibration_batches", T::integer, 4, "batches observed before training for calibrated / learned scales", 0),
       key("quant.calibration_method", T::string, "max", "how calibration picks amax", 0, 0, {"max", "percentile", "mse"}),
       key("quant.percentile", T::number, 99.99, "calibration_method percentile", 1e-9, 100),
       // distill
-      key("distill.teacher", T::string, "", "QAD: frozen teacher (HF model directory); empty = no distillation"),
+      key("distill.teacher", T::string, "", "QAD: frozen teacher (HF model directory, run directory or checkpoint); empty = no distillation"),
       key("distill.temperature", T::number, 1.0, "QAD: softmax temperature T of KL(teacher/T || student/T) * T^2", 1e-6),
       key("distill.alpha", T::number, 1.0, "QAD: weight of the KL term; 1 - alpha weights cross-entropy", 0, 1),
       // lora
@@ -154,6 +155,7 @@ const std::vector<KeyDef>& schema() {
       key("lora.alpha", T::number, 16.0, "LoRA scaling alpha (scale = alpha / rank)", 0),
       key("lora.dropout", T::number, 0.0, "LoRA dropout", 0, 1),
       key("lora.targets", T::string_list, json::array({"q_proj", "v_proj"}), "LoRA target module names"),
+      key("lora.qlora", T::boolean, false, "QLoRA: hold the frozen base in quant.preset's packed low-bit format (real low-bit matmul)"),
       // checkpoint
       key("checkpoint.dir", T::string, "runs/run", "run directory: checkpoints, metrics.jsonl, tokenizer"),
       key("checkpoint.every", T::integer, 100, "save every N steps (0 = only at the end and on SIGINT/SIGTERM)", 0),
@@ -202,9 +204,14 @@ json resolve_config(const json& file, const std::vector<std::string>& overrides,
   LOWBIT_CHECK(has_data, source, ": no training data: set 'data.train' (token shards) or 'data.text' (text files)");
   LOWBIT_CHECK(cfg["data"]["train"].empty() || cfg["data"]["text"].empty(), source,
                ": set only one of 'data.train' and 'data.text'");
-  LOWBIT_CHECK(cfg["distill"]["teacher"].get<std::string>().empty(), source,
-               ": key 'distill.teacher': quantization-aware distillation is not available yet");
-  LOWBIT_CHECK(cfg["lora"]["rank"].get<int64_t>() == 0, source, ": key 'lora.rank': LoRA is not available yet");
+  const bool lora = cfg["lora"]["rank"].get<int64_t>() > 0;
+  const bool quant = !cfg["quant"]["preset"].get<std::string>().empty() || !cfg["quant"]["weight_spec"].get<std::string>().empty();
+  LOWBIT_CHECK(!lora || !cfg["model"]["hf_dir"].get<std::string>().empty(), source,
+               ": key 'lora.rank': LoRA adapts a pretrained model; set 'model.hf_dir'");
+  LOWBIT_CHECK(!cfg["lora"]["qlora"].get<bool>() || (lora && quant), source,
+               ": key 'lora.qlora': QLoRA needs 'lora.rank' > 0 and a 'quant.preset' for the base");
+  LOWBIT_CHECK(cfg["distill"]["teacher"].get<std::string>().empty() || !lora, source,
+               ": key 'distill.teacher': distillation into a LoRA student is not supported; unset 'lora.rank'");
   return cfg;
 }
 

@@ -23,6 +23,9 @@
 #include "lowbit/optim/lr_schedule.h"
 #include "lowbit/optim/sgd.h"
 #include "lowbit/quant/linear_quant.h"
+#include "lowbit/train/distill.h"
+#include "lowbit/train/loss_plot.h"
+#include "lowbit/train/model_setup.h"
 
 namespace lowbit::train {
 
@@ -96,31 +99,6 @@ void prepare_text(const Config& c, const std::string& run, std::vector<std::stri
               static_cast<unsigned long long>(r.val_tokens), t->vocab_size());
 }
 
-models::ModelConfig model_config_from(const Config& c, int64_t vocab) {
-  if (!c.s("model.config").empty()) {
-    models::ModelConfig m = models::read_model_config(c.s("model.config"));
-    LOWBIT_CHECK(m.vocab_size >= vocab, "key 'model.config': vocab_size ", m.vocab_size, " is smaller than the data's ",
-                 vocab);
-    return m;
-  }
-  models::ModelConfig m;
-  m.model_type = c.s("model.model_type");
-  m.vocab_size = vocab;
-  m.hidden_size = c.i("model.hidden_size");
-  m.intermediate_size = c.i("model.intermediate_size");
-  m.num_hidden_layers = c.i("model.num_hidden_layers");
-  m.num_attention_heads = c.i("model.num_attention_heads");
-  m.num_key_value_heads = c.i("model.num_key_value_heads");
-  m.head_dim = m.hidden_size / m.num_attention_heads;
-  m.max_position_embeddings = std::max<int64_t>(c.i("data.seq_len"), 2048);
-  m.rope_theta = c.f("model.rope_theta");
-  m.tie_word_embeddings = c.b("model.tie_word_embeddings");
-  m.rms_norm_eps = 1e-5;
-  m.attention_bias = m.model_type == "qwen2";
-  m.qk_norm = m.model_type == "qwen3";
-  return m;
-}
-
 double peak_rss_mb() {
   std::ifstream f("/proc/self/status");
   std::string line;
@@ -145,14 +123,17 @@ double measure_gemm_gflops() {
   return 2.0 * n * n * n * reps / secs / 1e9;
 }
 
-double evaluate(const models::CausalLM& model, io::TokenLoader& val, int64_t batches) {
+// Validation loss in eval mode (no LoRA dropout, no generator draws), then back to training.
+double evaluate(models::CausalLM& model, io::TokenLoader& val, int64_t batches) {
   NoGradGuard no_grad;
+  model.eval();
   val.set_position({});
   double sum = 0;
   for (int64_t b = 0; b < batches; ++b) {
     const auto [x, y] = val.next();
     sum += model.loss(x, y).item();
   }
+  model.train();
   return sum / static_cast<double>(batches);
 }
 
@@ -178,44 +159,35 @@ RunResult run_training(const Config& c, const RunOptions& opts) {
   if (!val_files.empty()) val.emplace(val_files, io::LoaderOptions{lo.seq_len, lo.batch_size, 0, false});
   const int64_t vocab = loader.vocab_size();
 
-  // ---- model
-  models::ModelOptions mo;
-  mo.compute_dtype = c.s("model.compute_dtype") == "bf16" ? DType::bf16 : DType::f32;
-  mo.init = c.s("model.init") == "scaled_residual" ? models::InitScheme::scaled_residual : models::InitScheme::hf;
-  mo.seed = static_cast<uint64_t>(c.i("train.seed"));
-  mo.activation_checkpointing = c.b("model.activation_checkpointing");
-  std::unique_ptr<models::CausalLM> model;
-  if (!c.s("model.hf_dir").empty()) {
-    model = io::load_hf_model(c.s("model.hf_dir"), mo);
-    LOWBIT_CHECK(model->config().vocab_size >= vocab, "key 'model.hf_dir': the model's vocabulary (",
-                 model->config().vocab_size, ") is smaller than the data's (", vocab, ")");
-  } else {
-    model = std::make_unique<models::CausalLM>(model_config_from(c, vocab), mo);
-  }
+  // ---- model (quantization before LoRA: the adapters themselves stay unquantized)
+  const models::ModelOptions mo = model_options(c);
+  std::unique_ptr<models::CausalLM> model = build_model(c, vocab, mo);
   model->train();
+  const QuantSetup qs = setup_quant(*model, c);
+  const auto& qctx = qs.ctx;
+  const std::string quant_desc = qs.description;
+  Generator lora_gen(static_cast<uint64_t>(c.i("train.seed")) + 7);
+  setup_lora(*model, c, &lora_gen);
 
-  // ---- quantization
-  auto qctx = std::make_shared<quant::QuantContext>();
-  std::string quant_desc = "none";
-  if (!c.s("quant.preset").empty() || !c.s("quant.weight_spec").empty()) {
-    quant::QuantPreset preset;
-    if (!c.s("quant.preset").empty())
-      preset = quant::resolve_preset(c.s("quant.preset"), {.group_size = c.i("quant.group_size")});
-    else
-      preset.name = "CUSTOM";
-    if (!c.s("quant.weight_spec").empty())
-      preset.weight = quant::parse_quant_spec(c.s("quant.weight_spec"), "key 'quant.weight_spec'");
-    if (!c.s("quant.input_spec").empty())
-      preset.input = quant::parse_quant_spec(c.s("quant.input_spec"), "key 'quant.input_spec'");
-    quant::prepare(*model, preset, qctx,
-                   {.exclude = c.list("quant.exclude"), .start_step = c.i("quant.start_step")});
-    quant_desc = quant::describe(preset);
+  // ---- QAD teacher: frozen, no gradients
+  std::optional<LoadedModel> teacher;
+  if (!c.s("distill.teacher").empty()) {
+    teacher = load_model(c.s("distill.teacher"), {.compute_dtype = mo.compute_dtype});
+    teacher->model->eval();
+    for (Tensor p : teacher->model->parameters()) p.set_requires_grad(false);
+    LOWBIT_CHECK(teacher->model->config().vocab_size == model->config().vocab_size, "key 'distill.teacher': the ",
+                 "teacher's vocabulary (", teacher->model->config().vocab_size, ") differs from the student's (",
+                 model->config().vocab_size, ")");
   }
 
   // ---- optimizer and schedule
-  std::vector<Tensor> decay, no_decay;
-  for (const auto& [n, p] : model->named_parameters())
+  // Trainable: every parameter, or only the adapters under LoRA (the base is frozen).
+  std::vector<Tensor> decay, no_decay, trainable;
+  for (const auto& [n, p] : model->named_parameters()) {
+    if (!p.requires_grad()) continue;
+    trainable.push_back(p);
     (p.dim() >= 2 && n.find("embed_tokens") == std::string::npos ? decay : no_decay).push_back(p);
+  }
   const std::vector<optim::ParamGroup> groups = {{decay, c.f("optim.weight_decay")}, {no_decay, 0.0}};
   std::unique_ptr<optim::Optimizer> opt;
   if (c.s("optim.name") == "adamw")
@@ -232,10 +204,10 @@ RunResult run_training(const Config& c, const RunOptions& opts) {
   // ---- checkpoints (the resolved config is stored with each one)
   io::CheckpointManager ckpt(run + "/checkpoints", {.keep_last = c.i("checkpoint.keep_last")});
   int64_t done = 0, nan_skips = 0;  // steps completed (the global step), persisted
-  io::register_module(ckpt, "model", *model);
+  register_model_components(ckpt, *model, c, qs);
   io::register_optimizer(ckpt, "optimizer", *opt);
   io::register_loader(ckpt, "data", loader);
-  if (quant_desc != "none") quant::register_quantizers(ckpt, "quant", *model);
+  if (uses_lora(c)) io::register_generator(ckpt, "lora_rng", lora_gen);
   ckpt.register_component(
       "progress", [&] { return io::ComponentState{{}, json{{"step", done}, {"nan_skips", nan_skips}}.dump()}; },
       [&](const io::ComponentState& s) {
@@ -247,7 +219,7 @@ RunResult run_training(const Config& c, const RunOptions& opts) {
       "config", [&] { return io::ComponentState{{}, c.j.dump()}; },
       [&](const io::ComponentState& s) {
         const json saved = json::parse(s.json);
-        for (const char* section : {"model", "quant"})
+        for (const char* section : {"model", "quant", "lora", "distill"})
           LOWBIT_CHECK(saved.at(section) == c.j.at(section), "resume: the '", section,
                        "' section differs from the checkpoint's; start a new checkpoint.dir or restore it");
       });
@@ -260,7 +232,7 @@ RunResult run_training(const Config& c, const RunOptions& opts) {
     }
   }
   // Calibration happens once, before the first step; a resumed run restores its result.
-  if (quant_desc != "none" && !resumed && c.i("quant.calibration_batches") > 0) {
+  if (quant_desc != "none" && !resumed && !c.b("lora.qlora") && c.i("quant.calibration_batches") > 0) {
     quant::CalibOptions co;
     co.method = c.s("quant.calibration_method") == "mse"          ? quant::CalibMethod::mse
                 : c.s("quant.calibration_method") == "percentile" ? quant::CalibMethod::percentile
@@ -287,6 +259,16 @@ RunResult run_training(const Config& c, const RunOptions& opts) {
               static_cast<long long>(model->num_parameters()), model->num_parameters() / 1e6,
               c.s("model.compute_dtype").c_str());
   std::printf("quant: %s\n", quant_desc.c_str());
+  if (uses_lora(c)) {
+    int64_t n = 0;
+    for (const Tensor& p : trainable) n += p.numel();
+    std::printf("lora: rank %lld, alpha %g on %s: %lld trainable parameters (%.2f%%)\n",
+                static_cast<long long>(c.i("lora.rank")), c.f("lora.alpha"), c.j["lora"]["targets"].dump().c_str(),
+                static_cast<long long>(n), 100.0 * static_cast<double>(n) / static_cast<double>(model->num_parameters()));
+  }
+  if (teacher)
+    std::printf("distill: teacher %s, T %g, alpha %g\n", teacher->description.c_str(), c.f("distill.temperature"),
+                c.f("distill.alpha"));
   std::printf("train: %lld steps of %lld tokens, %lld windows per epoch, run directory %s\n",
               static_cast<long long>(total), static_cast<long long>(tokens_per_step),
               static_cast<long long>(loader.windows_per_epoch()), run.c_str());
@@ -305,9 +287,12 @@ RunResult run_training(const Config& c, const RunOptions& opts) {
   const bool tty = c.b("log.progress") && ::isatty(STDOUT_FILENO);
   const auto run_start = std::chrono::steady_clock::now();
   const int64_t first_step = done;
+  const std::string plot_title = "train_llama " + run + " (" + quant_desc + ")";
   auto save = [&] {
     const std::string d = ckpt.save(done);
-    std::printf("checkpoint: %s\n", d.c_str());
+    metrics.flush();
+    write_loss_plot(run, plot_title);
+    std::printf("checkpoint: %s (plot: %s/loss.svg)\n", d.c_str(), run.c_str());
   };
 
   for (int64_t step = done; step < total; ++step) {
@@ -325,14 +310,24 @@ RunResult run_training(const Config& c, const RunOptions& opts) {
     double loss_sum = 0;
     for (int64_t a = 0; a < c.i("train.grad_accum"); ++a) {
       const auto [x, y] = loader.next();
-      Tensor loss = model->loss(x, y);
+      Tensor loss;
+      if (teacher) {
+        Tensor t;
+        {
+          NoGradGuard ng;
+          t = teacher->model->forward(x);
+        }
+        loss = distillation_loss(model->forward(x), t, y, c.f("distill.temperature"), c.f("distill.alpha"));
+      } else {
+        loss = model->loss(x, y);
+      }
       loss_sum += loss.item();
       if (c.i("train.grad_accum") > 1) loss = mul(loss, 1.0 / static_cast<double>(c.i("train.grad_accum")));
       loss.backward();
     }
     const double loss = loss_sum / static_cast<double>(c.i("train.grad_accum"));
     const double max_norm = c.f("train.max_grad_norm");
-    const double gnorm = optim::clip_grad_norm(model->parameters(), max_norm > 0 ? max_norm : 1e300);
+    const double gnorm = optim::clip_grad_norm(trainable, max_norm > 0 ? max_norm : 1e300);
     if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
       LOWBIT_CHECK(c.s("train.nan_policy") == "skip", "step ", step, ": non-finite ",
                    std::isfinite(loss) ? "gradient norm" : "loss", " (loss ", loss, ", grad norm ", gnorm,
