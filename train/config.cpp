@@ -32,6 +32,15 @@ std::string closest_key(const std::string& path) {
   return closest_match(path, paths);
 }
 
+// "in [a, b]", ">= a" or "<= b" for k's numeric range.
+std::string range_text(const KeyDef& k) {
+  std::ostringstream os;
+  if (k.max >= 1e300) os << ">= " << k.min;
+  else if (k.min <= -1e300) os << "<= " << k.max;
+  else os << "in [" << k.min << ", " << k.max << "]";
+  return os.str();
+}
+
 // Checks v against k and returns it in canonical form (integers stay integers, ...).
 json check_value(const KeyDef& k, const json& v, const std::string& source) {
   const std::string where = source + ": key '" + k.path + "'";
@@ -39,12 +48,12 @@ json check_value(const KeyDef& k, const json& v, const std::string& source) {
     case KeyType::integer:
       LOWBIT_CHECK(v.is_number_integer(), where, " must be an integer, got ", v.dump());
       LOWBIT_CHECK(static_cast<double>(v.get<int64_t>()) >= k.min && static_cast<double>(v.get<int64_t>()) <= k.max,
-                   where, " must be in [", k.min, ", ", k.max, "], got ", v.dump());
+                   where, " must be ", range_text(k), ", got ", v.dump());
       return v;
     case KeyType::number:
       LOWBIT_CHECK(v.is_number(), where, " must be a number, got ", v.dump());
-      LOWBIT_CHECK(v.get<double>() >= k.min && v.get<double>() <= k.max, where, " must be in [", k.min, ", ", k.max,
-                   "], got ", v.dump());
+      LOWBIT_CHECK(v.get<double>() >= k.min && v.get<double>() <= k.max, where, " must be ", range_text(k), ", got ",
+                   v.dump());
       return v.get<double>();
     case KeyType::boolean:
       LOWBIT_CHECK(v.is_boolean(), where, " must be true or false, got ", v.dump());
@@ -89,7 +98,7 @@ const std::vector<KeyDef>& schema() {
   using T = KeyType;
   static const std::vector<KeyDef> keys = {
       // model
-      key("model.hf_dir", T::string, "", "fine-tune from this Hugging Face model directory (config.json + safetensors); empty = pretrain from scratch"),
+      key("model.hf_dir", T::string, "", "fine-tune from this Hugging Face model directory (config.json + safetensors), or from a plain train_llama run / checkpoint; empty = pretrain from scratch"),
       key("model.config", T::string, "", "pretrain: path of an HF-style config.json for the architecture (empty = the model.* size keys below)"),
       key("model.model_type", T::string, "llama", "pretrain without model.config: architecture family", 0, 0, {"llama", "qwen2", "qwen3"}),
       key("model.hidden_size", T::integer, 128, "pretrain without model.config: width", 1),

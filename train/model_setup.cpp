@@ -47,7 +47,16 @@ models::ModelConfig model_config_from_keys(const Config& c, int64_t vocab) {
 
 std::unique_ptr<models::CausalLM> build_model(const Config& c, int64_t vocab, const models::ModelOptions& mo) {
   if (!c.s("model.hf_dir").empty()) {
-    auto model = io::load_hf_model(c.s("model.hf_dir"), mo);
+    std::unique_ptr<models::CausalLM> model;
+    if (fs::exists(c.s("model.hf_dir") + "/config.json")) {
+      model = io::load_hf_model(c.s("model.hf_dir"), mo);
+    } else {  // a train_llama run or checkpoint: its weights, if it is a plain model
+      LoadedModel from = load_model(c.s("model.hf_dir"), mo);
+      LOWBIT_CHECK(!from.quant.preset && nn::lora_parameters(*from.model).empty(), "key 'model.hf_dir': ",
+                   from.description, " is quantized or has LoRA adapters; start from a plain model (export it ",
+                   "with `export --format hf` first)");
+      model = std::move(from.model);
+    }
     LOWBIT_CHECK(model->config().vocab_size >= vocab, "key 'model.hf_dir': the model's vocabulary (",
                  model->config().vocab_size, ") is smaller than the data's (", vocab, ")");
     return model;
