@@ -79,4 +79,15 @@ std::vector<int64_t> generate(const CausalLM& model, const std::vector<int64_t>&
   return out;
 }
 
+size_t utf8_complete_length(std::string_view s) {
+  const size_t n = s.size();
+  for (size_t i = n; i > 0 && n - i < 4; --i) {
+    const auto c = static_cast<uint8_t>(s[i - 1]);
+    if ((c & 0xC0) == 0x80) continue;  // a continuation byte: look further back for its lead
+    const size_t need = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 1;
+    return n - (i - 1) < need ? i - 1 : n;
+  }
+  return n;
+}
+
 }  // namespace lowbit::models

@@ -2,6 +2,7 @@
 // sampling, applied in that order as transformers does. Streaming through a callback.
 #pragma once
 #include <functional>
+#include <string_view>
 #include <vector>
 
 #include "lowbit/engine/random.h"
@@ -29,5 +30,11 @@ int64_t sample_token(const std::vector<double>& logits, const SamplingOptions& o
 // prompt). on_token sees each token as it is produced; returning false stops early.
 std::vector<int64_t> generate(const CausalLM& model, const std::vector<int64_t>& prompt, const SamplingOptions& opts,
                               const std::function<bool(int64_t)>& on_token = {});
+
+// Streaming text: the length of the longest prefix of `bytes` that does not end inside an
+// unfinished UTF-8 sequence (a lead byte still waiting for continuation bytes), so a
+// character split across byte-level tokens is printed only once complete. Invalid bytes never
+// wait.
+size_t utf8_complete_length(std::string_view bytes);
 
 }  // namespace lowbit::models

@@ -1,11 +1,12 @@
 // Block-format codecs and the fused fake-quant kernel (block_formats.h). Every path runs the
-// same LOWBIT_HD block functions of block_codecs.h: quantize = encode_block + pack,
-// dequantize = unpack + decode_block, fake_quant = encode_block + decode_block in registers, so
-// fake_quant(x) == dequantize(quantize(x)) bit for bit by construction (and by test).
+// same LOWBIT_HD block functions of block_codecs.h: quantize = block_scale + block_element +
+// code_of_element + pack, dequantize = unpack + element_of_code + dequant_element, fake_quant =
+// block_scale + block_element + dequant_element in registers, so fake_quant(x) ==
+// dequantize(quantize(x)) bit for bit by construction (and by test).
 // Blocks are independent, so the OpenMP loops over blocks are deterministic for any thread count.
 #include "lowbit/quant/block_formats.h"
 
-#include <cfloat>
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -16,6 +17,7 @@ namespace lowbit::quant {
 namespace {
 
 constexpr int64_t kParallelMin = 16384;  // elements below which the loops stay serial
+constexpr int64_t kPiece = 16384;        // elements per task of a whole-tensor reduction
 
 struct Geometry {
   int64_t K = 0;        // last dim
@@ -109,16 +111,29 @@ void load_block(const T* x, int bs, float* xb) {
   for (int i = 0; i < bs; ++i) xb[i] = convert<float>(x[i]);
 }
 
-// max |x| over the finite elements of x: (n) -> scalar.
+// max |x| over the finite elements of x: (n) -> its bits. Finite magnitudes order as their bits.
 template <class T>
-float finite_amax(const T* x, int64_t n) {
-  float m = 0.0f;
-#pragma omp parallel for schedule(static) reduction(max : m) if (n > kParallelMin)
+uint32_t finite_amax_bits(const T* x, int64_t n) {
+  uint32_t m = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const float a = std::fabs(convert<float>(x[i]));
-    if (a <= FLT_MAX && a > m) m = a;
+    const uint32_t a = f32_bits(convert<float>(x[i])) & 0x7FFFFFFFu;
+    const uint32_t f = a & (0u - static_cast<uint32_t>(a < 0x7F800000u));  // a select here would not vectorize
+    m = f > m ? f : m;
   }
   return m;
+}
+
+// x: (n) -> max |x| over its finite elements, in kPiece-element pieces over the threads.
+template <class T>
+float finite_amax(const T* x, int64_t n) {
+  const int64_t pieces = (n + kPiece - 1) / kPiece;
+  uint32_t m = 0;
+#pragma omp parallel for schedule(static) reduction(max : m) if (n > kParallelMin)
+  for (int64_t c = 0; c < pieces; ++c) {
+    const uint32_t pm = finite_amax_bits(x + c * kPiece, std::min(kPiece, n - c * kPiece));
+    m = pm > m ? pm : m;
+  }
+  return f32_from_bits(m);
 }
 
 Tensor contiguous_input(const Tensor& x, const char* op) {
@@ -147,6 +162,48 @@ float nvfp4_pts(const Tensor& xc, float global_amax, const char* op) {
 void check_spec(const QuantSpec& spec, const char* op) {
   LOWBIT_CHECK(is_block_format(spec.format), op, ": ", format_name(spec.format), " is not a block format");
   validate(spec);
+}
+
+// x: (nblocks, bs) -> y (nblocks, bs), mask (nblocks, bs) or null. kChunk blocks at a time:
+// their f32 values and statistics, their scales in one loop over the blocks (vectorized
+// across blocks), then each element's value times its block's dequant multiplier.
+template <Format F, class T>
+void fake_quant_block_range(const T* __restrict x, T* __restrict y, uint8_t* __restrict mask, int64_t nblocks,
+                            float pts, MxScaleRule rule) {
+  constexpr int bs = block_size_of(F), kChunk = 16;
+  const int64_t nchunks = (nblocks + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (nblocks * bs > kParallelMin)
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const int64_t b0 = c * kChunk;
+    const int nb = static_cast<int>(std::min<int64_t>(kChunk, nblocks - b0));
+    float xb[kChunk * bs], stat[kChunk], mul[kChunk], ds[kChunk];
+    bool finite[kChunk];
+    const T* xs = x + b0 * bs;
+    for (int b = 0; b < nb; ++b) {
+      for (int i = 0; i < bs; ++i) xb[b * bs + i] = convert<float>(xs[b * bs + i]);
+      stat[b] = block_stat(F, xb + b * bs, &finite[b]);
+    }
+    for (int b = 0; b < nb; ++b) {
+      const BlockScale s = block_scale_of(F, stat[b], pts, rule);
+      mul[b] = s.mul;
+      ds[b] = s.ds;
+    }
+    for (int b = 0; b < nb; ++b) {
+      const float* xv = xb + b * bs;
+      T* ys = y + (b0 + b) * bs;
+      uint8_t* ms = mask ? mask + (b0 + b) * bs : nullptr;
+      if (!finite[b]) {
+        const float nan_scale = block_dequant_scale(F, nan_scale_bits(F), pts);
+        const T poisoned = convert<T>(dequant_element(F, element_of_code(F, zero_code(F)), nan_scale));
+        for (int i = 0; i < bs; ++i) ys[i] = poisoned;
+        if (ms) std::memset(ms, 0, bs);
+        continue;
+      }
+      for (int i = 0; i < bs; ++i) ys[i] = convert<T>(dequant_element(F, block_element(F, xv[i], mul[b]), ds[b]));
+      if (ms)
+        for (int i = 0; i < bs; ++i) ms[i] = block_element_kept(F, xv[i], mul[b]);
+    }
+  }
 }
 
 }  // namespace
@@ -225,26 +282,20 @@ Tensor fake_quant_blocks(const Tensor& x, const QuantSpec& spec, float global_am
   constexpr const char* op = "fake_quant_blocks";
   check_spec(spec, op);
   const Tensor xc = contiguous_input(x, op);
-  const Format f = spec.format;
-  const Geometry g = geometry(xc.shape(), f, op);
-  const float pts = f == Format::nvfp4 ? nvfp4_pts(xc, global_amax, op) : 1.0f;
-  const MxScaleRule rule = spec.mx_scale;
-  const int bs = g.bs;
+  const Geometry g = geometry(xc.shape(), spec.format, op);
+  const float pts = spec.format == Format::nvfp4 ? nvfp4_pts(xc, global_amax, op) : 1.0f;
   Tensor out = empty(xc.shape(), xc.dtype());
   dispatch_float(xc.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* xp = xc.data<T>();
     T* yp = out.data<T>();
-    // x: (nblocks, bs) -> out (nblocks, bs), mask (nblocks, bs)
-#pragma omp parallel for schedule(static) if (g.nblocks * bs > kParallelMin)
-    for (int64_t b = 0; b < g.nblocks; ++b) {
-      float xb[kMxBlock], yb[kMxBlock];
-      uint8_t cb[kMxBlock];
-      load_block(xp + b * bs, bs, xb);
-      const uint16_t s = encode_block(f, xb, pts, rule, cb, mask ? mask + b * bs : nullptr);
-      decode_block(f, cb, s, pts, yb);
-      T* y = yp + b * bs;
-      for (int i = 0; i < bs; ++i) y[i] = convert<T>(yb[i]);
+    switch (spec.format) {
+      case Format::nvfp4: fake_quant_block_range<Format::nvfp4>(xp, yp, mask, g.nblocks, pts, spec.mx_scale); break;
+      case Format::mxfp4: fake_quant_block_range<Format::mxfp4>(xp, yp, mask, g.nblocks, pts, spec.mx_scale); break;
+      case Format::mxfp8: fake_quant_block_range<Format::mxfp8>(xp, yp, mask, g.nblocks, pts, spec.mx_scale); break;
+      case Format::gguf_q4_0: fake_quant_block_range<Format::gguf_q4_0>(xp, yp, mask, g.nblocks, pts, spec.mx_scale); break;
+      case Format::gguf_q8_0: fake_quant_block_range<Format::gguf_q8_0>(xp, yp, mask, g.nblocks, pts, spec.mx_scale); break;
+      default: break;
     }
   });
   return out;

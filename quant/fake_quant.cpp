@@ -1,5 +1,6 @@
 #include "lowbit/quant/fake_quant.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "lowbit/engine/autograd/grad_mode.h"
@@ -26,6 +27,127 @@ Tensor masked_grad(const Tensor& grad, const Tensor& mask) {
   return grad.dtype() == DType::f32 ? out : out.to(grad.dtype());
 }
 
+enum class MaskRule : uint8_t { none, rounded, amax };
+
+// x: (n) -> y: (n), mask: (n) (null for MaskRule::none). One run of a scale group with
+// parameters p, through the codec's scaled_value / code_of / dequant_code; kind, fp8 flavour,
+// mask rule and dtype are template parameters so the loop has no switches and vectorizes.
+template <Kind K, bool kE5m2, MaskRule R, class T>
+void fake_quant_run(const T* __restrict x, T* __restrict y, uint8_t* __restrict mask, int64_t n, ScaledParams p) {
+  constexpr Format f = kE5m2 ? Format::fp8_e5m2 : Format::fp8_e4m3;  // read by code_of for fp8 kinds only
+  for (int64_t i = 0; i < n; ++i) {
+    const float xv = convert<float>(x[i]);
+    const float v = scaled_value(K, p, xv);
+    y[i] = convert<T>(dequant_code(K, p, code_of(K, p, v, f)));
+    if constexpr (R == MaskRule::rounded) mask[i] = static_cast<uint8_t>((v >= p.qmin) & (v <= p.qmax));
+    if constexpr (R == MaskRule::amax) mask[i] = static_cast<uint8_t>(std::fabs(xv) <= p.amax);
+  }
+}
+
+// Groups [g0, g1) of L (x, y, mask: the whole tensor), in chunks of up to 16 groups and 16K
+// elements. With dyn (dynamic scales) the chunk's parameters are first computed from its
+// statistics into P, while the chunk is in cache; otherwise P holds them. Flattened: the
+// per-group calls (statistics, parameters, run) are all inlined.
+template <Kind K, bool kE5m2, MaskRule R, class T>
+[[gnu::flatten]] void fake_quant_groups(const T* x, T* y, uint8_t* mask, const GroupLayout& L, int64_t g0, int64_t g1,
+                       const QuantSpec* dyn, DType xdtype, ScaledParams* P) {
+  constexpr int64_t kMaxChunk = 16;
+  const int64_t chunk = std::clamp<int64_t>(kPiece / std::max<int64_t>(1, L.segs * L.seg_len), 1, kMaxChunk);
+  const int64_t stride = L.stride();
+  for (int64_t c0 = g0; c0 < g1; c0 += chunk) {
+    const int64_t c1 = std::min(g1, c0 + chunk);
+    if (dyn) {
+      GroupStats st[kMaxChunk];
+      for (int64_t g = c0; g < c1; ++g) {
+        StatsAcc acc;
+        const int64_t base = L.offset(g, 0);
+        for (int64_t j = 0; j < L.segs; ++j) acc.add<needs_min_max(K)>(x + base + j * stride, L.seg_len);
+        st[g - c0] = acc.finish();
+      }
+      for (int64_t g = c0; g < c1; ++g) P[g] = params_from_stats(*dyn, K, st[g - c0], xdtype);
+    }
+    for (int64_t g = c0; g < c1; ++g) {
+      const int64_t base = L.offset(g, 0);
+      for (int64_t j = 0; j < L.segs; ++j) {
+        const int64_t off = base + j * stride;
+        fake_quant_run<K, kE5m2, R>(x + off, y + off, R == MaskRule::none ? nullptr : mask + off, L.seg_len, P[g]);
+      }
+    }
+  }
+}
+
+// The two entry points of one (kind, fp8 flavour, mask rule, dtype), chosen once per tensor.
+template <class T>
+struct Kernels {
+  void (*groups)(const T*, T*, uint8_t*, const GroupLayout&, int64_t, int64_t, const QuantSpec*, DType, ScaledParams*);
+  void (*run)(const T*, T*, uint8_t*, int64_t, ScaledParams);
+};
+
+template <class T, Kind K, bool kE5m2, MaskRule R>
+Kernels<T> kernels() {
+  return {&fake_quant_groups<K, kE5m2, R, T>, &fake_quant_run<K, kE5m2, R, T>};
+}
+
+template <class T, Kind K, bool kE5m2>
+Kernels<T> kernels_for_rule(MaskRule r) {
+  switch (r) {
+    case MaskRule::none: return kernels<T, K, kE5m2, MaskRule::none>();
+    case MaskRule::rounded: return kernels<T, K, kE5m2, MaskRule::rounded>();
+    case MaskRule::amax: return kernels<T, K, kE5m2, MaskRule::amax>();
+  }
+  return {};
+}
+
+template <class T>
+Kernels<T> kernels_for(Kind k, bool e5m2, MaskRule r) {
+  switch (k) {
+    case Kind::int_torchao_sym: return kernels_for_rule<T, Kind::int_torchao_sym, false>(r);
+    case Kind::int_torchao_asym: return kernels_for_rule<T, Kind::int_torchao_asym, false>(r);
+    case Kind::int_modelopt: return kernels_for_rule<T, Kind::int_modelopt, false>(r);
+    case Kind::uint4_float_zero: return kernels_for_rule<T, Kind::uint4_float_zero, false>(r);
+    case Kind::fp8_torchao:
+      return e5m2 ? kernels_for_rule<T, Kind::fp8_torchao, true>(r) : kernels_for_rule<T, Kind::fp8_torchao, false>(r);
+    case Kind::fp8_modelopt:
+      return e5m2 ? kernels_for_rule<T, Kind::fp8_modelopt, true>(r) : kernels_for_rule<T, Kind::fp8_modelopt, false>(r);
+  }
+  return {};
+}
+
+// x: contiguous, shape of L -> y: same, mask: same numel or null; P receives every group's
+// parameters. Many groups are split over the threads in tasks of consecutive groups (dynamic
+// scales of small groups computed right before each group is quantized); fewer, larger groups
+// get a statistics pass first and have their runs split into pieces.
+template <class T>
+void scaled_forward(const T* x, T* y, uint8_t* mask, const GroupLayout& L, const QuantSpec& spec, DType xdtype,
+                    const QParams* params, MaskRule rule, std::vector<ScaledParams>& P) {
+  const Kernels<T> k = kernels_for<T>(kind_of(spec), spec.format == Format::fp8_e5m2, rule);
+  const int64_t gsize = L.segs * L.seg_len, n = L.groups * gsize;
+  if (L.groups >= kManyGroups) {
+    const bool fuse = spec.scale_policy == ScalePolicy::dynamic && gsize <= kPiece;
+    if (fuse) {
+      P.resize(static_cast<size_t>(L.groups));
+    } else {
+      P = group_params(x, L, spec, xdtype, params);
+    }
+    constexpr int64_t kTask = 16;  // groups per task
+    const int64_t tasks = (L.groups + kTask - 1) / kTask;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (int64_t t = 0; t < tasks; ++t)
+      k.groups(x, y, mask, L, t * kTask, std::min(L.groups, (t + 1) * kTask), fuse ? &spec : nullptr, xdtype, P.data());
+    return;
+  }
+  P = group_params(x, L, spec, xdtype, params);
+  const int64_t pieces = (L.seg_len + kPiece - 1) / kPiece;
+  for (int64_t g = 0; g < L.groups; ++g) {
+#pragma omp parallel for schedule(static) if (gsize > kParallelMin)
+    for (int64_t c = 0; c < L.segs * pieces; ++c) {
+      const int64_t off = L.offset(g, c / pieces) + c % pieces * kPiece;
+      const int64_t len = std::min(kPiece, L.seg_len - c % pieces * kPiece);
+      k.run(x + off, y + off, mask ? mask + off : nullptr, len, P[static_cast<size_t>(g)]);
+    }
+  }
+}
+
 }  // namespace
 
 Tensor fake_quant(const Tensor& x, const QuantSpec& spec, const QParams* params) {
@@ -49,35 +171,30 @@ Tensor fake_quant(const Tensor& x, const QuantSpec& spec, const QParams* params)
   }
 
   const Kind k = kind_of(spec);
-  Tensor out32 = empty(x.shape(), DType::f32);
+  const GroupLayout L = group_layout(x.shape(), spec);
+  const MaskRule rule = !need_mask ? MaskRule::none
+                        : spec.grad == GradRule::clipped_amax ? MaskRule::amax
+                                                              : MaskRule::rounded;
   std::vector<ScaledParams> P;
-  GroupLayout L;
+  Tensor out;
   {
     NoGradGuard no_grad;
-    const Tensor xf = as_f32_contiguous(x);
-    L = group_layout(x.shape(), spec);
-    P = group_params(xf.data<float>(), L, spec, x.dtype(), params);
-    const float* xp = xf.data<float>();
-    float* op = out32.data<float>();
-    const GradRule rule = spec.grad;
-    const int64_t n = x.numel();
-#pragma omp parallel for schedule(static) if (n > 32768)
-    for (int64_t g = 0; g < L.groups; ++g) {
-      const ScaledParams& p = P[static_cast<size_t>(g)];
-      for (int64_t j = 0; j < L.segs; ++j) {
-        const int64_t off = L.offset(g, j);
-        for (int64_t i = off; i < off + L.seg_len; ++i) {
-          const float v = scaled_value(k, p, xp[i]);
-          op[i] = dequant_code(k, p, code_of(k, p, v, spec.format));
-          if (mp) {
-            mp[i] = rule == GradRule::clipped_amax ? static_cast<uint8_t>(std::fabs(xp[i]) <= p.amax)
-                                                   : static_cast<uint8_t>(v >= p.qmin && v <= p.qmax);
-          }
-        }
+    const DType dt = x.dtype();
+    if (dt == DType::f32 || dt == DType::bf16) {
+      const Tensor xc = x.detach().contiguous();
+      out = empty(x.shape(), dt);
+      if (dt == DType::f32) {
+        scaled_forward(xc.data<float>(), out.data<float>(), mp, L, spec, dt, params, rule, P);
+      } else {
+        scaled_forward(xc.data<BFloat16>(), out.data<BFloat16>(), mp, L, spec, dt, params, rule, P);
       }
+    } else {  // other float dtypes compute on their f32 values, as quantize() does
+      const Tensor xf = as_f32_contiguous(x);
+      Tensor out32 = empty(x.shape(), DType::f32);
+      scaled_forward(xf.data<float>(), out32.data<float>(), mp, L, spec, dt, params, rule, P);
+      out = out32.to(dt);
     }
   }
-  const Tensor out = x.dtype() == DType::f32 ? out32 : out32.to(x.dtype());
 
   if (spec.grad != GradRule::lsq) {
     return record("fake_quant", out, {x}, {}, [mask](const BackwardArgs& a) {

@@ -1,5 +1,6 @@
 #include "lowbit/quant/qtensor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -63,29 +64,43 @@ GroupLayout group_layout(const Shape& shape, const QuantSpec& s) {
   return L;
 }
 
-std::vector<GroupStats> group_stats(const float* x, const GroupLayout& L) {
+template <class T>
+std::vector<GroupStats> group_stats(const T* x, const GroupLayout& L, bool min_max) {
   std::vector<GroupStats> st(static_cast<size_t>(L.groups));
-#pragma omp parallel for schedule(static) if (L.groups * L.segs * L.seg_len > 32768)
-  for (int64_t g = 0; g < L.groups; ++g) {
-    float mn = 0, mx = 0, am = 0;
-    bool first = true, nan = false;
-    for (int64_t j = 0; j < L.segs; ++j) {
-      const float* p = x + L.offset(g, j);
-      for (int64_t i = 0; i < L.seg_len; ++i) {
-        const float v = p[i];
-        if (v != v) nan = true;
-        if (first) {
-          mn = mx = v;
-          first = false;
-        }
-        mn = v < mn ? v : mn;
-        mx = v > mx ? v : mx;
-        const float a = std::fabs(v);
-        am = a > am ? a : am;
-      }
+  const int64_t gsize = L.segs * L.seg_len;
+  auto add = [min_max](StatsAcc& acc, const T* p, int64_t n) {
+    if (min_max) {
+      acc.add<true>(p, n);
+    } else {
+      acc.add<false>(p, n);
     }
-    if (nan) am = mn = mx = std::numeric_limits<float>::quiet_NaN();
-    st[static_cast<size_t>(g)] = {mn, mx, am};
+  };
+  if (L.groups >= kManyGroups) {
+#pragma omp parallel for schedule(static) if (L.groups * gsize > kParallelMin)
+    for (int64_t g = 0; g < L.groups; ++g) {
+      StatsAcc acc;
+      const int64_t base = L.offset(g, 0);
+      for (int64_t j = 0; j < L.segs; ++j) add(acc, x + base + j * L.stride(), L.seg_len);
+      st[static_cast<size_t>(g)] = acc.finish();
+    }
+    return st;
+  }
+  // Few large groups: each group's runs split into pieces over the threads.
+  const int64_t pieces = (L.seg_len + kPiece - 1) / kPiece;
+  for (int64_t g = 0; g < L.groups; ++g) {
+    StatsAcc acc;
+#pragma omp parallel if (gsize > kParallelMin)
+    {
+      StatsAcc part;
+#pragma omp for schedule(static) nowait
+      for (int64_t c = 0; c < L.segs * pieces; ++c) {
+        const int64_t j = c / pieces, at = c % pieces * kPiece;
+        add(part, x + L.offset(g, j) + at, std::min(kPiece, L.seg_len - at));
+      }
+#pragma omp critical
+      acc.merge(part);
+    }
+    st[static_cast<size_t>(g)] = acc.finish();
   }
   return st;
 }
@@ -106,7 +121,8 @@ std::vector<float> values_of(const Tensor& t, int64_t groups, const char* what) 
 
 }  // namespace
 
-std::vector<ScaledParams> group_params(const float* x, const GroupLayout& L, const QuantSpec& spec, DType xdtype,
+template <class T>
+std::vector<ScaledParams> group_params(const T* x, const GroupLayout& L, const QuantSpec& spec, DType xdtype,
                                        const QParams* params) {
   const Kind k = kind_of(spec);
   std::vector<ScaledParams> out(static_cast<size_t>(L.groups));
@@ -114,7 +130,7 @@ std::vector<ScaledParams> group_params(const float* x, const GroupLayout& L, con
     LOWBIT_CHECK(spec.scale_policy == ScalePolicy::dynamic, "quant: scale_policy '",
                  spec.scale_policy == ScalePolicy::learned ? "learned" : "calibrated",
                  "' needs quantization parameters (calibrate or initialise the quantizer first)");
-    const std::vector<GroupStats> st = group_stats(x, L);
+    const std::vector<GroupStats> st = group_stats(x, L, needs_min_max(k));
     for (size_t g = 0; g < out.size(); ++g) out[g] = params_from_stats(spec, st[g], xdtype);
     return out;
   }
@@ -147,6 +163,12 @@ std::vector<ScaledParams> group_params(const float* x, const GroupLayout& L, con
   }
   return out;
 }
+
+template std::vector<GroupStats> group_stats(const float*, const GroupLayout&, bool);
+template std::vector<GroupStats> group_stats(const BFloat16*, const GroupLayout&, bool);
+template std::vector<ScaledParams> group_params(const float*, const GroupLayout&, const QuantSpec&, DType, const QParams*);
+template std::vector<ScaledParams> group_params(const BFloat16*, const GroupLayout&, const QuantSpec&, DType,
+                                                const QParams*);
 
 }  // namespace detail
 
@@ -219,7 +241,7 @@ QTensor quantize(const Tensor& x, const QuantSpec& spec, const QParams* params) 
   auto* cp = static_cast<uint8_t*>(q.codes.raw_data());
   const bool integer = is_integer_format(spec.format);
   int nan_seen = 0;
-#pragma omp parallel for schedule(static) reduction(| : nan_seen) if (n > 32768)
+#pragma omp parallel for schedule(static) reduction(| : nan_seen) if (n > kParallelMin)
   for (int64_t g = 0; g < L.groups; ++g) {
     const ScaledParams& p = P[static_cast<size_t>(g)];
     for (int64_t j = 0; j < L.segs; ++j) {
@@ -259,7 +281,7 @@ Tensor dequantize(const QTensor& q, DType dtype) {
   const auto* cp = static_cast<const uint8_t*>(q.codes.raw_data());
   const Format f = q.spec.format;
   const int64_t n = out.numel();
-#pragma omp parallel for schedule(static) if (n > 32768)
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t g = 0; g < L.groups; ++g) {
     ScaledParams p;
     p.scale = sp[g];

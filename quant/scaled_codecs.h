@@ -10,6 +10,7 @@
 #include "lowbit/engine/dtype.h"
 #include "lowbit/engine/macros.h"
 #include "lowbit/engine/scalar_types.h"
+#include "lowbit/quant/element_round.h"
 #include "lowbit/quant/spec.h"
 
 namespace lowbit::quant {
@@ -56,10 +57,8 @@ LOWBIT_HD float round_to(float v, DType dtype) {
 
 LOWBIT_HD float fp8_max(Format f) { return f == Format::fp8_e5m2 ? 57344.0f : 448.0f; }
 
-LOWBIT_HD float fp8_round(float t, Format f) {  // t already clamped to +-max
-  return f == Format::fp8_e5m2 ? fp8_e5m2_bits_to_f32(f32_to_fp8_e5m2_bits(t))
-                               : fp8_e4m3_bits_to_f32(f32_to_fp8_e4m3_bits(t));
-}
+// The fp8 value of t, already clamped to +-max (its code: f32_to_fp8_*_bits of it, exactly).
+LOWBIT_HD float fp8_round(float t, Format f) { return f == Format::fp8_e5m2 ? e5m2_round(t) : e4m3_round(t); }
 
 // Default eps per kind (spec.eps == 0): torchao int: smallest normal of f32 (2^-126);
 // uint4: 1e-6 on the range; fp8 torchao: amax lower bound 1e-12 (torchao has none and returns
@@ -74,9 +73,9 @@ LOWBIT_HD float default_eps(Kind k) {
   }
 }
 
-// Quantization parameters from a group's statistics (dynamic and calibrated scales alike).
-LOWBIT_HD ScaledParams params_from_stats(const QuantSpec& s, const GroupStats& g, DType xdtype) {
-  const Kind k = kind_of(s);
+// Quantization parameters from a group's statistics (dynamic and calibrated scales alike);
+// k = kind_of(s), passed in so a kernel specialized on the kind can fold the switch.
+LOWBIT_HD ScaledParams params_from_stats(const QuantSpec& s, Kind k, const GroupStats& g, DType xdtype) {
   const float eps = s.eps > 0 ? static_cast<float>(s.eps) : default_eps(k);
   ScaledParams p;
   p.amax = g.amax;
@@ -139,6 +138,9 @@ LOWBIT_HD ScaledParams params_from_stats(const QuantSpec& s, const GroupStats& g
   }
   return p;
 }
+LOWBIT_HD ScaledParams params_from_stats(const QuantSpec& s, const GroupStats& g, DType xdtype) {
+  return params_from_stats(s, kind_of(s), g, xdtype);
+}
 
 // The pre-clamp rounded code (integer kinds) or pre-cast scaled value (fp8): what the
 // clipped_rounded mask tests against [qmin, qmax].
@@ -146,7 +148,10 @@ LOWBIT_HD float scaled_value(Kind k, const ScaledParams& p, float x) {
   switch (k) {
     case Kind::int_torchao_sym:
     case Kind::int_torchao_asym: return round_half_even(x * p.inv) + p.zp;
-    case Kind::int_modelopt: return p.zero ? 0.0f : round_half_even(x * p.inv);
+    case Kind::int_modelopt: {
+      const float r = round_half_even(x * p.inv);  // computed either way: selects vectorize
+      return p.zero ? 0.0f : r;
+    }
     case Kind::uint4_float_zero: return round_half_even((x - p.lo) / p.inv);
     case Kind::fp8_torchao: return x / p.inv;
     case Kind::fp8_modelopt: return x * p.inv;
@@ -156,7 +161,7 @@ LOWBIT_HD float scaled_value(Kind k, const ScaledParams& p, float x) {
 
 // Code for the scaled value v (clamped; fp8 rounded to the element grid).
 LOWBIT_HD float code_of(Kind k, const ScaledParams& p, float v, Format f) {
-  const float c = v < p.qmin ? p.qmin : (v > p.qmax ? p.qmax : v);
+  const float c = clamp_keep_nan(v, p.qmin, p.qmax);
   if (k == Kind::fp8_torchao || k == Kind::fp8_modelopt) return fp8_round(c, f);
   return c + 0.0f;  // integer codes have no -0: RNE(-0.3) = -0 becomes code 0, as stored
 }
@@ -166,7 +171,10 @@ LOWBIT_HD float dequant_code(Kind k, const ScaledParams& p, float q) {
   switch (k) {
     case Kind::int_torchao_sym:
     case Kind::int_torchao_asym: return (q - p.zp) * p.scale;
-    case Kind::int_modelopt: return p.zero ? 0.0f : q / p.scale;
+    case Kind::int_modelopt: {
+      const float v = q / p.scale;
+      return p.zero ? 0.0f : v;
+    }
     case Kind::uint4_float_zero: return (q - 8.0f) * p.scale + p.zp;
     case Kind::fp8_torchao: return q * p.scale;
     case Kind::fp8_modelopt: return q * p.scale;

@@ -1,4 +1,4 @@
-// scaled_matmul (scaled_matmul.h): tiled decode + cpu::gemm, and the int32 path.
+// scaled_matmul (scaled_matmul.h): tiled decode + cpu::gemm, or the integer GEMM (int_gemm.h).
 #include "lowbit/quant/scaled_matmul.h"
 
 #include <omp.h>
@@ -9,6 +9,7 @@
 
 #include "lowbit/engine/autograd/grad_mode.h"
 #include "lowbit/engine/cpu/gemm.h"
+#include "lowbit/quant/int_gemm.h"
 #include "lowbit/quant/scale_groups.h"
 #include "lowbit/quant/tile_decode.h"
 
@@ -76,25 +77,6 @@ void f32_tiles(const QTensor* qa, const float* af, const QTensor& b, int64_t M, 
   }
 }
 
-// Dequant multiplier and integer zero point of every scale group of an int operand.
-struct IntGroups {
-  std::vector<float> mult;
-  std::vector<int32_t> zp;
-};
-IntGroups int_groups(const QTensor& q) {
-  IntGroups g;
-  const Kind k = kind_of(q.spec);
-  const std::vector<float> s = q.scales.to_vector<float>();
-  g.mult.resize(s.size());
-  g.zp.assign(s.size(), 0);
-  for (size_t i = 0; i < s.size(); ++i) g.mult[i] = k == Kind::int_modelopt ? 1.0f / s[i] : s[i];
-  if (k == Kind::int_torchao_asym) {
-    const std::vector<float> z = q.zero_points.to_vector<float>();
-    for (size_t i = 0; i < z.size(); ++i) g.zp[i] = static_cast<int32_t>(z[i]);
-  }
-  return g;
-}
-
 bool int_kind(const QTensor& q, bool allow_asym) {
   const Kind k = kind_of(q.spec);
   return k == Kind::int_torchao_sym || k == Kind::int_modelopt || (allow_asym && k == Kind::int_torchao_asym);
@@ -102,78 +84,6 @@ bool int_kind(const QTensor& q, bool allow_asym) {
 
 int64_t int_segment(const QTensor& a, const QTensor& b) {
   return std::gcd(k_groups(a).seg, k_groups(b).seg);
-}
-
-// y (M, N) = a_dq · b_dqᵀ from int codes: int32 sums per scale-group segment.
-void int_path(const QTensor& a, const QTensor& b, int64_t M, int64_t N, int64_t K, float* y) {
-  const KGroups ga = k_groups(a), gb = k_groups(b);
-  const int64_t seg = std::gcd(ga.seg, gb.seg);
-  const IntGroups pa = int_groups(a), pb = int_groups(b);
-  const auto* acodes = static_cast<const int8_t*>(a.codes.raw_data());
-  const int64_t mb = ceil_div(M, kMC), nb = ceil_div(N, kNC), tasks = mb * nb;
-  const int threads = threads_for(tasks);
-  // Per thread: int16 codes of b transposed (kKC, kNC), int32 accumulators (kMC, kNC), column
-  // sums and multipliers (kNC) - as f32-sized slots of one scratch tensor.
-  const int64_t slots = kKC * kNC / 2 + kMC * kNC + 2 * kNC;
-  Scratch scratch(threads, slots);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (tasks > 1)
-  for (int64_t t = 0; t < tasks; ++t) {
-    const int64_t m0 = (t / nb) * kMC, m1 = std::min(M, m0 + kMC), mc = m1 - m0;
-    const int64_t n0 = (t % nb) * kNC, n1 = std::min(N, n0 + kNC), nc = n1 - n0;
-    float* base = scratch.get(omp_get_thread_num());
-    auto* bt = reinterpret_cast<int16_t*>(base);                    // (kc, nc)
-    auto* acc = reinterpret_cast<int32_t*>(base + kKC * kNC / 2);   // (mc, nc)
-    auto* csum = reinterpret_cast<int32_t*>(acc + kMC * kNC);       // (nc)
-    float* fb = reinterpret_cast<float*>(csum + kNC);               // (nc)
-    std::fill(acc, acc + mc * nc, 0);
-    std::fill(csum, csum + nc, 0);
-    for (int64_t m = m0; m < m1; ++m) std::fill(y + m * N + n0, y + m * N + n1, 0.0f);
-    for (int64_t k0 = 0; k0 < K; k0 += kKC) {
-      const int64_t kc = std::min(kKC, K - k0);
-      decode_codes_transposed(b, n0, n1, k0, k0 + kc, bt, nc);
-      // Runs [ks, ke) that end at a tile edge or a segment edge.
-      for (int64_t ks = k0; ks < k0 + kc;) {
-        const int64_t ke = std::min(k0 + kc, (ks / seg + 1) * seg);
-        for (int64_t k = ks; k < ke; ++k) {
-          const int16_t* bk = bt + (k - k0) * nc;
-          for (int64_t n = 0; n < nc; ++n) csum[n] += bk[n];
-        }
-        for (int64_t m = 0; m < mc; ++m) {
-          const int8_t* ar = acodes + (m0 + m) * K;
-          int32_t* am = acc + m * nc;
-          int64_t k = ks;
-          // acc[m, :] += Σ_k qa[m, k] · qb[:, k], four k per pass over the accumulator row
-          for (; k + 4 <= ke; k += 4) {
-            const int32_t a0 = ar[k], a1 = ar[k + 1], a2 = ar[k + 2], a3 = ar[k + 3];
-            const int16_t* b0 = bt + (k - k0) * nc;
-            const int16_t *b1 = b0 + nc, *b2 = b1 + nc, *b3 = b2 + nc;
-            for (int64_t n = 0; n < nc; ++n) am[n] += a0 * b0[n] + a1 * b1[n] + a2 * b2[n] + a3 * b3[n];
-          }
-          for (; k < ke; ++k) {
-            const int32_t av = ar[k];
-            const int16_t* bk = bt + (k - k0) * nc;
-            for (int64_t n = 0; n < nc; ++n) am[n] += av * bk[n];
-          }
-        }
-        if (ke % seg == 0) {  // a segment is complete: apply its scales once
-          for (int64_t n = 0; n < nc; ++n) fb[n] = pb.mult[static_cast<size_t>(gb.group(n0 + n, ke - 1))];
-          for (int64_t m = 0; m < mc; ++m) {
-            const auto g = static_cast<size_t>(ga.group(m0 + m, ke - 1));
-            const float fa = pa.mult[g];
-            const int32_t za = pa.zp[g];
-            int32_t* am = acc + m * nc;
-            float* yr = y + (m0 + m) * N + n0;
-            for (int64_t n = 0; n < nc; ++n) {
-              yr[n] += fa * fb[n] * static_cast<float>(static_cast<int64_t>(am[n]) - int64_t{za} * csum[n]);
-              am[n] = 0;
-            }
-          }
-          std::fill(csum, csum + nc, 0);
-        }
-        ks = ke;
-      }
-    }
-  }
 }
 
 }  // namespace
@@ -192,14 +102,15 @@ Tensor scaled_matmul(const QTensor& a, const QTensor& b, const ScaledMatmulOptio
   const int64_t K = check_qtensor(a, op);
   check_weight(b, K, op);
   const int64_t M = shape_numel(a.shape) / K, N = b.shape[0];
-  const bool integer = opts.path == MatmulPath::integer ||
-                       (opts.path == MatmulPath::automatic && integer_path_supported(a, b));
+  const bool supported = integer_path_supported(a, b);
   if (opts.path == MatmulPath::integer)
-    LOWBIT_CHECK(integer_path_supported(a, b), op, ": the integer path needs int8 activations and int8/int4 ",
+    LOWBIT_CHECK(supported, op, ": the integer path needs int8 activations and int8/int4 ",
                  "symmetric weights with scale groups along K, got ", format_name(a.spec.format), " x ",
                  format_name(b.spec.format));
+  const bool vnni = supported && int_kernel_runs(IntKernel::vnni, a, b);
   Tensor y = empty(out_shape(a.shape, N), DType::f32);
-  if (integer) int_path(a, b, M, N, K, y.data<float>());
+  if (opts.path == MatmulPath::integer || (opts.path == MatmulPath::automatic && vnni))
+    int_matmul(a, b, vnni ? IntKernel::vnni : IntKernel::portable, y.data<float>());
   else f32_tiles(&a, nullptr, b, M, N, K, y.data<float>());
   return y;
 }

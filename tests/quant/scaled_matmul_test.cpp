@@ -13,10 +13,15 @@
 // Hence |ours − reference| ≤ 2 γ_(K+4) Σ_k |a_k||b_k|, checked elementwise.
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
 #include <cmath>
+#include <cstring>
+#include <numeric>
 
 #include "lowbit/engine/lowbit.h"
 #include "lowbit/engine/storage.h"
+#include "lowbit/quant/int_gemm.h"
 #include "lowbit/quant/presets.h"
 #include "lowbit/quant/quantizer.h"
 #include "lowbit/quant/scaled_matmul.h"
@@ -145,7 +150,9 @@ TEST(ScaledMatmul, EveryPresetMatchesTheDequantizedProductWithinTheAccumulationB
     const Tensor y_int = scaled_matmul(qa, qb, {MatmulPath::integer});
     const Check ci = against_bound(y_int, a_dq, b_dq);
     EXPECT_LE(ci.worst, 1.0) << "integer";
-    EXPECT_EQ(vals(scaled_matmul(qa, qb)), vals(y_int));  // automatic = integer
+    // automatic = integer where the VNNI kernel runs, else f32 tiles
+    const bool vnni = detail::int_kernel_runs(detail::IntKernel::vnni, qa, qb);
+    EXPECT_EQ(vals(scaled_matmul(qa, qb)), vnni ? vals(y_int) : vals(y_tiles));
     // The two paths: each within the bound of the same reference, so within twice it of each other.
     const auto yi = vals(y_int), yt = vals(y_tiles);
     const auto pv = matmul(abs64(a_dq), abs64(b_dq).t()).contiguous().to_vector<double>();
@@ -191,6 +198,188 @@ TEST(ScaledMatmul, IntegerPathHandlesAsymmetricZeroPointsAndGroupsAcrossTiles) {
     const Check c = against_bound(scaled_matmul(qa, qb, {MatmulPath::integer}), dequantize(qa), dequantize(qb));
     EXPECT_LE(c.worst, 1.0) << format_name(sb.format);
   }
+}
+
+// The integer path's result computed from codes and scales alone (int_gemm.h): per (row, column,
+// K segment) the exact int64 sum S = Σ_k (qa − za) qb, then y = fma(fa · fb, float(S), y) over the
+// segments in order from y = +0, fa / fb = scale (torchao) or 1 / s' (modelopt).
+std::vector<float> exact_integer_product(const QTensor& a, const QTensor& b) {
+  const int64_t K = a.shape.back(), M = shape_numel(a.shape) / K, N = b.shape[0];
+  const detail::KGroups ga = detail::k_groups(a), gb = detail::k_groups(b);
+  const int64_t seg = std::gcd(ga.seg, gb.seg);
+  auto codes = [](const QTensor& q) {
+    std::vector<int> c;
+    const auto* p = static_cast<const uint8_t*>(q.codes.raw_data());
+    for (int64_t i = 0; i < q.codes.numel(); ++i) {
+      if (q.spec.format == Format::int8) {
+        c.push_back(static_cast<int8_t>(p[i]));
+      } else {  // int4: element 2j in the low nibble
+        for (int nib : {p[i] & 0xF, p[i] >> 4}) c.push_back(nib >= 8 ? nib - 16 : nib);
+      }
+    }
+    return c;
+  };
+  auto mult = [](const QTensor& q) {
+    std::vector<float> m = q.scales.to_vector<float>();
+    if (q.spec.convention == Convention::modelopt)
+      for (float& v : m) v = 1.0f / v;
+    return m;
+  };
+  const std::vector<int> ca = codes(a), cb = codes(b);
+  const std::vector<float> ma = mult(a), mb = mult(b);
+  const std::vector<float> za = a.zero_points.defined() ? a.zero_points.to_vector<float>() : std::vector<float>();
+  std::vector<float> y(static_cast<size_t>(M * N));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      float acc = 0.0f;
+      for (int64_t k0 = 0; k0 < K; k0 += seg) {
+        const auto g = static_cast<size_t>(ga.group(m, k0)), h = static_cast<size_t>(gb.group(n, k0));
+        const int64_t z = za.empty() ? 0 : static_cast<int64_t>(za[g]);
+        int64_t sum = 0;
+        for (int64_t k = k0; k < k0 + seg; ++k)
+          sum += (ca[static_cast<size_t>(m * K + k)] - z) * cb[static_cast<size_t>(n * K + k)];
+        acc = std::fma(ma[g] * mb[h], static_cast<float>(sum), acc);
+      }
+      y[static_cast<size_t>(m * N + n)] = acc;
+    }
+  return y;
+}
+
+int64_t bitwise_mismatches(const std::vector<float>& x, const std::vector<float>& y) {
+  if (x.size() != y.size()) return -1;
+  int64_t bad = 0;
+  for (size_t i = 0; i < x.size(); ++i) bad += std::memcmp(&x[i], &y[i], sizeof(float)) != 0;
+  return bad;
+}
+
+std::vector<float> run_kernel(const QTensor& a, const QTensor& b, detail::IntKernel k, int threads) {
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  std::vector<float> y(static_cast<size_t>(shape_numel(a.shape) / a.shape.back() * b.shape[0]), -1.0f);
+  detail::int_matmul(a, b, k, y.data());
+  omp_set_num_threads(saved);
+  return y;
+}
+
+QuantSpec int_spec(Format f, Granularity g, int64_t group = 0, bool symmetric = true,
+                   Convention c = Convention::torchao) {
+  QuantSpec s;
+  s.format = f;
+  s.granularity = g;
+  s.group_size = group;
+  s.symmetric = symmetric;
+  s.convention = c;
+  return s;
+}
+
+// The kernels to check: the portable one always, the VNNI one where the CPU has it (test output
+// says when it was skipped).
+std::vector<detail::IntKernel> kernels_here(const QTensor& a, const QTensor& b) {
+  std::vector<detail::IntKernel> ks{detail::IntKernel::portable};
+  if (detail::int_kernel_runs(detail::IntKernel::vnni, a, b)) ks.push_back(detail::IntKernel::vnni);
+  else std::printf("[ skip ] no AVX-512 VNNI kernel for this case on this CPU\n");
+  return ks;
+}
+
+const char* kernel_name(detail::IntKernel k) { return k == detail::IntKernel::vnni ? "vnni" : "portable"; }
+
+TEST(ScaledMatmul, IntegerKernelsEqualTheExactIntegerReferenceBitForBit) {
+  // Activations: per-tensor modelopt (INT8_DEFAULT), per-token asymmetric (W4A8), per-token
+  // symmetric, asymmetric groups of 8. Weights: int8 per-channel modelopt, int4 groups of 32 and 8,
+  // int4 per-channel, int8 groups of 4. Shapes: M not a multiple of the kernel's 6 rows, N not a
+  // multiple of its 32 columns, one output column and several column tasks, K from 8 quads to
+  // several K tiles, K = 300 not a multiple of the packing's 64 columns nor of 8 (int4 bytes).
+  const QuantPreset i8 = resolve_preset("INT8_DEFAULT");
+  const std::vector<QuantSpec> a_specs{*i8.input, int_spec(Format::int8, Granularity::per_token, 0, false),
+                                       int_spec(Format::int8, Granularity::per_token),
+                                       int_spec(Format::int8, Granularity::per_group, 8, false)};
+  const std::vector<QuantSpec> b_specs{i8.weight, int_spec(Format::int4, Granularity::per_group, 32),
+                                       int_spec(Format::int4, Granularity::per_group, 8),
+                                       int_spec(Format::int4, Granularity::per_channel),
+                                       int_spec(Format::int8, Granularity::per_group, 4)};
+  const int64_t shapes[][3] = {{1, 1, 32}, {7, 33, 96}, {67, 45, 300}, {20, 300, 1024}};
+  int checked_vnni = 0;
+  for (const auto& sh : shapes) {
+    const int64_t M = sh[0], N = sh[1], K = sh[2];
+    const Tensor x = add(activations(M, K, 31 + M), 1.5);
+    Generator g(32 + N);
+    const Tensor w = randn({N, K}, 0.0, 0.05, DType::f32, &g);
+    for (const QuantSpec& sa : a_specs)
+      for (const QuantSpec& sb : b_specs) {
+        if (K % std::max<int64_t>(1, sa.group_size) != 0 || K % std::max<int64_t>(1, sb.group_size) != 0) continue;
+        const QTensor qa = quantize_like_layer(x, sa), qb = quantize_like_layer(w, sb);
+        ASSERT_TRUE(integer_path_supported(qa, qb));
+        const std::vector<float> ref = exact_integer_product(qa, qb);
+        // The reference itself is dequantize(a) · dequantize(b)ᵀ within the accumulation bound.
+        EXPECT_LE(against_bound(from_vector(ref, {M, N}, DType::f32), dequantize(qa), dequantize(qb)).worst, 1.0);
+        for (detail::IntKernel k : kernels_here(qa, qb)) {
+          SCOPED_TRACE(std::string(kernel_name(k)) + " " + to_json(sa) + " x " + to_json(sb) + " M=" +
+                       std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K));
+          EXPECT_EQ(bitwise_mismatches(run_kernel(qa, qb, k, 2), ref), 0);
+          EXPECT_EQ(bitwise_mismatches(run_kernel(qa, qb, k, 1), ref), 0);  // any thread count
+          checked_vnni += k == detail::IntKernel::vnni;
+        }
+      }
+  }
+  std::printf("[ info ] %d cases checked on the VNNI kernel\n", checked_vnni);
+}
+
+TEST(ScaledMatmul, IntegerKernelsOnZeroAndSaturatedCodes) {
+  // Hand-set codes at the ends of their ranges: every product of a segment of 2^16 columns (the
+  // largest the integer path takes) at its largest magnitude, (−128 − 127) · (−128) · 2^16 =
+  // 2^31 − 2^23, against zero and saturated weights, int8 and int4; and all-zero activations.
+  const int64_t M = 3, N = 5, K = int64_t{1} << 16;
+  Generator g(41);
+  const QTensor qa0 = quantize(randn({M, K}, 0.0, 1.0, DType::f32, &g),
+                               int_spec(Format::int8, Granularity::per_token, 0, false));
+  for (const Format fb : {Format::int8, Format::int4}) {
+    QTensor qb = quantize(randn({N, K}, 0.0, 0.05, DType::f32, &g), int_spec(fb, Granularity::per_channel));
+    // b rows: all minimum, all maximum, all zero, alternating min / max, the random codes
+    const bool int4 = fb == Format::int4;
+    const int64_t row_bytes = int4 ? K / 2 : K;
+    auto* c = static_cast<uint8_t*>(qb.codes.raw_data());
+    std::memset(c, int4 ? 0x88 : 0x80, static_cast<size_t>(row_bytes));
+    std::memset(c + row_bytes, int4 ? 0x77 : 0x7F, static_cast<size_t>(row_bytes));
+    std::memset(c + 2 * row_bytes, 0, static_cast<size_t>(row_bytes));
+    for (int64_t i = 0; i < row_bytes; ++i) c[3 * row_bytes + i] = int4 ? 0x78 : (i % 2 ? 0x7F : 0x80);
+    QTensor qa = qa0;
+    qa.codes = qa0.codes.clone();
+    qa.zero_points = qa0.zero_points.clone();
+    auto* a = static_cast<int8_t*>(qa.codes.raw_data());
+    auto* z = qa.zero_points.data<float>();
+    std::fill(a, a + K, int8_t{-128});  // row 0: minimum codes, maximum zero point
+    z[0] = 127.0f;
+    std::fill(a + K, a + 2 * K, int8_t{127});  // row 1: maximum codes, minimum zero point
+    z[1] = -128.0f;
+    std::fill(a + 2 * K, a + 3 * K, int8_t{0});  // row 2: zero codes, zero point 0
+    z[2] = 0.0f;
+    ASSERT_TRUE(integer_path_supported(qa, qb));
+    const std::vector<float> ref = exact_integer_product(qa, qb);
+    for (detail::IntKernel k : kernels_here(qa, qb)) {
+      SCOPED_TRACE(std::string(kernel_name(k)) + " " + format_name(fb));
+      EXPECT_EQ(bitwise_mismatches(run_kernel(qa, qb, k, 2), ref), 0);
+    }
+    // The same weights against all-zero activations (symmetric: every code 0) give exact zeros.
+    const QTensor qz = quantize(zeros({M, K}), int_spec(Format::int8, Granularity::per_token));
+    for (detail::IntKernel k : kernels_here(qz, qb))
+      EXPECT_EQ(run_kernel(qz, qb, k, 2), std::vector<float>(static_cast<size_t>(M * N), 0.0f)) << kernel_name(k);
+  }
+}
+
+TEST(ScaledMatmul, AutomaticPathNeedsTheVnniKernel) {
+  // K = 1002: the single K segment is not a multiple of 4, so the VNNI kernel cannot run;
+  // `integer` still runs (portable kernel, exact), `automatic` takes the f32 tiles.
+  const int64_t M = 9, N = 40, K = 1002;
+  const Tensor x = activations(M, K, 51);
+  Generator g(52);
+  const Tensor w = randn({N, K}, 0.0, 0.05, DType::f32, &g);
+  const QTensor qa = quantize(x, int_spec(Format::int8, Granularity::per_token, 0, false));
+  const QTensor qb = quantize(w, int_spec(Format::int8, Granularity::per_channel));
+  ASSERT_TRUE(integer_path_supported(qa, qb));
+  EXPECT_FALSE(detail::int_kernel_runs(detail::IntKernel::vnni, qa, qb));
+  EXPECT_THROW(detail::int_matmul(qa, qb, detail::IntKernel::vnni, nullptr), Error);
+  EXPECT_EQ(bitwise_mismatches(vals(scaled_matmul(qa, qb, {MatmulPath::integer})), exact_integer_product(qa, qb)), 0);
+  EXPECT_EQ(vals(scaled_matmul(qa, qb)), vals(scaled_matmul(qa, qb, {MatmulPath::f32_tiles})));
 }
 
 TEST(ScaledMatmul, BatchedActivationsAndBadInput) {

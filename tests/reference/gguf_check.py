@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Checks a GGUF file written by lowbit with llama.cpp's own tooling. Run by hand, never in CI.
+
+    python3 -m venv /tmp/ggufref && /tmp/ggufref/bin/pip install gguf numpy
+    /tmp/ggufref/bin/pip install llama-cpp-python      # optional: compiles llama.cpp (slow)
+    /tmp/ggufref/bin/python tests/reference/gguf_check.py MODEL.gguf \\
+        [--hf-dir DIR] [--text FILE --ids IDS.json --n-ctx 64 --ours PPL]
+
+1. Reads the file with gguf.GGUFReader (gguf-py, llama.cpp's Python reader) and checks the
+   metadata llama.cpp requires of the architecture and tokenizer, and the tensor names/types.
+2. With --hf-dir (the HF directory the model came from, saved in f32): dequantizes every tensor
+   with gguf.quants, undoes the llama q/k permutation and compares with the HF weights (exact
+   for F32, within the type's rounding otherwise).
+3. If llama_cpp (llama-cpp-python) is importable and --text is given: loads the file with
+   llama.cpp, compares llama.cpp's tokenization of the text with ours (--ids, a JSON list of
+   lowbit's ids for the same text), then computes perplexity over our ids in non-overlapping
+   windows of --n-ctx tokens (every window predicts its tokens 1..n-1 from the ones before; the
+   last partial window is dropped) and compares it with --ours, lowbit's perplexity of the same
+   weights on the same windows: PASS when within --tolerance (default 1%).
+Exits non-zero on any failed check.
+"""
+import argparse
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+
+import gguf
+from gguf import GGMLQuantizationType as QT
+
+REQUIRED = ["context_length", "embedding_length", "block_count", "feed_forward_length", "attention.head_count",
+            "attention.head_count_kv", "rope.freq_base", "attention.layer_norm_rms_epsilon",
+            "rope.dimension_count", "vocab_size"]
+TOKENIZER = ["tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens", "tokenizer.ggml.token_type",
+             "tokenizer.ggml.merges", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"]
+
+failures = []
+
+
+def fail(msg):
+    failures.append(msg)
+    print("FAIL:", msg)
+
+
+def field(r, key):
+    f = r.get_field(key)
+    return None if f is None else f.contents()
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack_from("<Q", raw, 0)
+    header = json.loads(raw[8 : 8 + n])
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if info["dtype"] != "F32":
+            sys.exit(f"{path}: {name} is {info['dtype']}; save the HF dir in f32 for --hf-dir")
+        b, e = info["data_offsets"]
+        out[name] = np.frombuffer(raw[8 + n + b : 8 + n + e], dtype="<f4").reshape(info["shape"])
+    return out
+
+
+def unpermute(w, n_head):
+    """Inverse of convert_hf_to_gguf.py's permute: interleaved pairs -> rotate-half rows."""
+    return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def hf_name(gg):
+    fixed = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
+             "output.weight": "lm_head.weight"}
+    if gg in fixed:
+        return fixed[gg]
+    _, layer, rest = gg.split(".", 2)
+    per_layer = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+                 "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "attn_q_norm": "self_attn.q_norm",
+                 "attn_k_norm": "self_attn.k_norm", "ffn_norm": "post_attention_layernorm",
+                 "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+    base, suffix = rest.rsplit(".", 1)
+    return f"model.layers.{layer}.{per_layer[base]}.{suffix}"
+
+
+def check_metadata(r):
+    arch = field(r, "general.architecture")
+    print(f"architecture {arch}, name {field(r, 'general.name')!r}, file_type {field(r, 'general.file_type')}, "
+          f"{len(r.tensors)} tensors")
+    for k in REQUIRED:
+        if field(r, f"{arch}.{k}") is None:
+            fail(f"missing {arch}.{k}")
+    for k in TOKENIZER:
+        if field(r, k) is None:
+            fail(f"missing {k}")
+    n_vocab = field(r, f"{arch}.vocab_size")
+    if len(field(r, "tokenizer.ggml.tokens")) != n_vocab:
+        fail("token count differs from vocab_size")
+    types = {}
+    for t in r.tensors:
+        types.setdefault(t.tensor_type.name, 0)
+        types[t.tensor_type.name] += 1
+    print("tensor types:", types)
+    return arch
+
+
+def check_weights(r, arch, hf_dir):
+    weights = read_safetensors(os.path.join(hf_dir, "model.safetensors"))
+    n_head = field(r, f"{arch}.attention.head_count")
+    n_kv = field(r, f"{arch}.attention.head_count_kv")
+    worst = {}
+    for t in r.tensors:
+        if t.name == "rope_freqs.weight":
+            continue
+        ref = weights[hf_name(t.name)]
+        got = gguf.quants.dequantize(t.data, t.tensor_type).reshape(ref.shape)
+        if arch == "llama" and ".attn_q." in t.name:
+            got = unpermute(got, n_head)
+        if arch == "llama" and ".attn_k." in t.name:
+            got = unpermute(got, n_kv)
+        if t.tensor_type == QT.F32:
+            if not np.array_equal(got.view(np.uint32), ref.view(np.uint32)):
+                fail(f"{t.name}: F32 bytes differ from the HF weights")
+            continue
+        rel = float(np.abs(got - ref).max() / max(float(np.abs(ref).max()), 1e-30))
+        worst[t.tensor_type.name] = max(worst.get(t.tensor_type.name, 0.0), rel)
+        bound = {QT.F16: 1e-3, QT.BF16: 4e-3, QT.Q8_0: 1e-2, QT.Q4_0: 0.13}[t.tensor_type]
+        if rel > bound:
+            fail(f"{t.name}: max error {rel:.3g} of the tensor's max exceeds {bound}")
+    print("weights match the HF directory (worst error / tensor max by type:",
+          {k: f"{v:.3g}" for k, v in worst.items()}, ")")
+
+
+def check_llama_cpp(path, text_path, ids_path, n_ctx, ours, tolerance):
+    try:
+        import llama_cpp
+    except ImportError as e:
+        print(f"llama_cpp not importable ({e}); skipping the llama.cpp load and perplexity check")
+        return
+    print(f"llama-cpp-python {llama_cpp.__version__}")
+    llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=n_ctx, logits_all=True, n_threads=2, verbose=False,
+                          seed=0)
+    with open(text_path, "rb") as f:
+        text = f.read()
+    theirs = llm.tokenize(text, add_bos=False, special=True)
+    ids = theirs
+    if ids_path:
+        with open(ids_path) as f:
+            ids = json.load(f)
+        same = sum(a == b for a, b in zip(theirs, ids))
+        if theirs == ids:
+            print(f"tokenization: llama.cpp's {len(theirs)} ids equal ours")
+        else:
+            first = next((i for i, (a, b) in enumerate(zip(theirs, ids)) if a != b), min(len(theirs), len(ids)))
+            fail(f"tokenization differs: llama.cpp {len(theirs)} ids, ours {len(ids)}, first difference at {first} "
+                 f"({same} positions agree)")
+    nll, count = 0.0, 0
+    for start in range(0, len(ids) - n_ctx + 1, n_ctx):
+        window = ids[start : start + n_ctx]
+        llm.reset()
+        llm.eval(window)
+        logits = np.asarray(llm.scores[: n_ctx - 1], dtype=np.float64)
+        m = logits.max(axis=1, keepdims=True)
+        logp = logits - m - np.log(np.exp(logits - m).sum(axis=1, keepdims=True))
+        nll -= float(logp[np.arange(n_ctx - 1), window[1:]].sum())
+        count += n_ctx - 1
+    ppl = math.exp(nll / count)
+    print(f"llama.cpp perplexity {ppl:.6f} over {count} predicted tokens ({count // (n_ctx - 1)} windows of {n_ctx})")
+    if ours is not None:
+        rel = abs(ppl - ours) / ours
+        verdict = "PASS" if rel <= tolerance else "FAIL"
+        print(f"{verdict}: lowbit {ours:.6f} vs llama.cpp {ppl:.6f}: relative difference {rel:.3%} "
+              f"(tolerance {tolerance:.0%})")
+        if rel > tolerance:
+            fail("perplexity differs")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("gguf")
+    ap.add_argument("--hf-dir")
+    ap.add_argument("--text")
+    ap.add_argument("--ids")
+    ap.add_argument("--n-ctx", type=int, default=64)
+    ap.add_argument("--ours", type=float)
+    ap.add_argument("--tolerance", type=float, default=0.01)
+    a = ap.parse_args()
+    from importlib.metadata import version
+
+    print(f"gguf {version('gguf')}, numpy {np.__version__}")
+    r = gguf.GGUFReader(a.gguf)
+    arch = check_metadata(r)
+    if a.hf_dir:
+        check_weights(r, arch, a.hf_dir)
+    if a.text:
+        check_llama_cpp(a.gguf, a.text, a.ids, a.n_ctx, a.ours, a.tolerance)
+    print("all checks passed" if not failures else f"{len(failures)} check(s) failed")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
