@@ -8,7 +8,8 @@
 #   5. print the perplexity table on held-out text (the `wisdom` fortunes, never trained on).
 # Usage: scripts/demo_run.sh BUILD_DIR [OUT_DIR]. DEMO_STEPS / DEMO_QAT_STEPS shrink the run
 # (CI runs it small); extra settings via DEMO_ARGS (train_llama overrides for both runs).
-# DEMO_CHECK=1 fails unless QAT's deployed perplexity is no worse than PTQ's.
+# DEMO_CHECK=1 fails unless QAT's deployed perplexity is no worse than PTQ's; DEMO_EVAL_LIMIT=N
+# evaluates the first N held-out documents only.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 build="${1:?usage: scripts/demo_run.sh BUILD_DIR [OUT_DIR]}"
@@ -24,20 +25,22 @@ rm -rf "$out"
 mkdir -p "$out"
 # shellcheck disable=SC2206
 extra=(${DEMO_ARGS:-})
+limit=()
+[ -n "${DEMO_EVAL_LIMIT:-}" ] && limit=(--limit "$DEMO_EVAL_LIMIT")
 
 echo "== 1. pretrain ($pt_steps steps)"
 "$tools/train_llama" configs/demo.json checkpoint.dir="$out/pretrain" checkpoint.resume=false \
   train.steps="$pt_steps" "${extra[@]}"
-"$tools/eval_ppl" "$out/pretrain" "$heldout" --doc-separator "$sep" --quant none --out "$out/eval_base.json" > /dev/null
+"$tools/eval_ppl" "$out/pretrain" "$heldout" --doc-separator "$sep" --quant none "${limit[@]}" --out "$out/eval_base.json" > /dev/null
 
 echo "== 2. PTQ: W4A8, calibrated on 8 batches of training text"
 "$tools/quantize" "$out/pretrain" --preset W4A8 --group-size 32 --calib "$corpus/fortunes" --doc-separator "$sep" \
-  --calib-batches 8 --eval "$heldout" --json "$out/ptq.json"
+  --calib-batches 8 --eval "$heldout" "${limit[@]}" --json "$out/ptq.json"
 
 echo "== 3. QAT: W4A8 fake quantization ($qat_steps steps)"
 "$tools/train_llama" configs/demo_qat.json model.hf_dir="$out/pretrain" data.tokenizer="$out/pretrain/tokenizer.json" \
   checkpoint.dir="$out/qat" checkpoint.resume=false train.steps="$qat_steps" "${extra[@]}"
-"$tools/eval_ppl" "$out/qat" "$heldout" --doc-separator "$sep" --quant real --out "$out/eval_qat.json" > /dev/null
+"$tools/eval_ppl" "$out/qat" "$heldout" --doc-separator "$sep" --quant real "${limit[@]}" --out "$out/eval_qat.json" > /dev/null
 
 echo "== 4. export the QAT model (compressed-tensors, packed int4 + scales)"
 "$tools/export_model" "$out/qat" --format compressed-tensors --out "$out/qat_compressed_tensors"
