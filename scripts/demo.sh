@@ -2,7 +2,7 @@
 # Installs what is missing (including the Debian `fortunes` corpus), builds lowbit (Release) and
 # runs the demo (scripts/demo_run.sh): pretrain a tiny Llama on fortunes with a tokenizer trained
 # on the fly, quantize it to W4A8 after training (PTQ) and during training (QAT), export the QAT
-# model, and print the held-out perplexity table. About 5 minutes on 2 cores after the build.
+# model, and print the held-out perplexity table.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 scripts/install_deps.sh
