@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "lowbit/quant/block_codecs.h"
 
@@ -289,12 +290,15 @@ Tensor fake_quant_blocks(const Tensor& x, const QuantSpec& spec, float global_am
     using T = typename decltype(tag)::type;
     const T* xp = xc.data<T>();
     T* yp = out.data<T>();
+    auto run = [&](auto format) {
+      fake_quant_block_range<decltype(format)::value>(xp, yp, mask, g.nblocks, pts, spec.mx_scale);
+    };
     switch (spec.format) {
-      case Format::nvfp4: fake_quant_block_range<Format::nvfp4>(xp, yp, mask, g.nblocks, pts, spec.mx_scale); break;
-      case Format::mxfp4: fake_quant_block_range<Format::mxfp4>(xp, yp, mask, g.nblocks, pts, spec.mx_scale); break;
-      case Format::mxfp8: fake_quant_block_range<Format::mxfp8>(xp, yp, mask, g.nblocks, pts, spec.mx_scale); break;
-      case Format::gguf_q4_0: fake_quant_block_range<Format::gguf_q4_0>(xp, yp, mask, g.nblocks, pts, spec.mx_scale); break;
-      case Format::gguf_q8_0: fake_quant_block_range<Format::gguf_q8_0>(xp, yp, mask, g.nblocks, pts, spec.mx_scale); break;
+      case Format::nvfp4: run(std::integral_constant<Format, Format::nvfp4>()); break;
+      case Format::mxfp4: run(std::integral_constant<Format, Format::mxfp4>()); break;
+      case Format::mxfp8: run(std::integral_constant<Format, Format::mxfp8>()); break;
+      case Format::gguf_q4_0: run(std::integral_constant<Format, Format::gguf_q4_0>()); break;
+      case Format::gguf_q8_0: run(std::integral_constant<Format, Format::gguf_q8_0>()); break;
       default: break;
     }
   });

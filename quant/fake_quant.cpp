@@ -46,46 +46,60 @@ void fake_quant_run(const T* __restrict x, T* __restrict y, uint8_t* __restrict 
 
 // Groups [g0, g1) of L (x, y, mask: the whole tensor), in chunks of up to 16 groups and 16K
 // elements. With dyn (dynamic scales) the chunk's parameters are first computed from its
-// statistics into P, while the chunk is in cache; otherwise P holds them. Flattened: the
-// per-group calls (statistics, parameters, run) are all inlined.
-template <Kind K, bool kE5m2, MaskRule R, class T>
-[[gnu::flatten]] void fake_quant_groups(const T* x, T* y, uint8_t* mask, const GroupLayout& L, int64_t g0, int64_t g1,
-                       const QuantSpec* dyn, DType xdtype, ScaledParams* P) {
+// statistics into P, while the chunk is in cache; otherwise P holds them. P[i] belongs to group
+// g0 + i. Flattened: the
+// per-group calls (statistics, parameters, run) are all inlined. kLen > 0: the layout is known
+// to be one contiguous run of kLen elements per group (per-group weights), so every loop has a
+// constant trip count and unrolls into whole vectors.
+template <Kind K, bool kE5m2, MaskRule R, class T, int64_t kLen = 0>
+[[gnu::flatten]] void fake_quant_groups(const T* x, T* y, uint8_t* mask, const GroupLayout& L, int64_t g0,
+                                        int64_t g1, const QuantSpec* dyn, DType xdtype, ScaledParams* P) {
   constexpr int64_t kMaxChunk = 16;
-  const int64_t chunk = std::clamp<int64_t>(kPiece / std::max<int64_t>(1, L.segs * L.seg_len), 1, kMaxChunk);
+  const int64_t segs = kLen ? 1 : L.segs, seg_len = kLen ? kLen : L.seg_len;
+  const int64_t chunk = std::clamp<int64_t>(kPiece / std::max<int64_t>(1, segs * seg_len), 1, kMaxChunk);
   const int64_t stride = L.stride();
+  auto base_of = [&](int64_t g) { return kLen ? g * kLen : L.offset(g, 0); };
   for (int64_t c0 = g0; c0 < g1; c0 += chunk) {
     const int64_t c1 = std::min(g1, c0 + chunk);
     if (dyn) {
       GroupStats st[kMaxChunk];
       for (int64_t g = c0; g < c1; ++g) {
         StatsAcc acc;
-        const int64_t base = L.offset(g, 0);
-        for (int64_t j = 0; j < L.segs; ++j) acc.add<needs_min_max(K)>(x + base + j * stride, L.seg_len);
+        const int64_t base = base_of(g);
+        for (int64_t j = 0; j < segs; ++j) acc.add<needs_min_max(K)>(x + base + j * stride, seg_len);
         st[g - c0] = acc.finish();
       }
-      for (int64_t g = c0; g < c1; ++g) P[g] = params_from_stats(*dyn, K, st[g - c0], xdtype);
+      for (int64_t g = c0; g < c1; ++g) P[g - g0] = params_from_stats(*dyn, K, st[g - c0], xdtype);
     }
     for (int64_t g = c0; g < c1; ++g) {
-      const int64_t base = L.offset(g, 0);
-      for (int64_t j = 0; j < L.segs; ++j) {
+      const int64_t base = base_of(g);
+      for (int64_t j = 0; j < segs; ++j) {
         const int64_t off = base + j * stride;
-        fake_quant_run<K, kE5m2, R>(x + off, y + off, R == MaskRule::none ? nullptr : mask + off, L.seg_len, P[g]);
+        fake_quant_run<K, kE5m2, R>(x + off, y + off, R == MaskRule::none ? nullptr : mask + off, seg_len, P[g - g0]);
       }
     }
   }
 }
 
 // The two entry points of one (kind, fp8 flavour, mask rule, dtype), chosen once per tensor.
+// groups32 / groups128: fake_quant_groups for one contiguous run of 32 / 128 per group.
 template <class T>
 struct Kernels {
-  void (*groups)(const T*, T*, uint8_t*, const GroupLayout&, int64_t, int64_t, const QuantSpec*, DType, ScaledParams*);
+  using Groups = void (*)(const T*, T*, uint8_t*, const GroupLayout&, int64_t, int64_t, const QuantSpec*, DType,
+                          ScaledParams*);
+  Groups groups, groups32, groups128;
   void (*run)(const T*, T*, uint8_t*, int64_t, ScaledParams);
+
+  Groups groups_for(const GroupLayout& L) const {
+    if (L.block || L.segs != 1) return groups;
+    return L.seg_len == 32 ? groups32 : L.seg_len == 128 ? groups128 : groups;
+  }
 };
 
 template <class T, Kind K, bool kE5m2, MaskRule R>
 Kernels<T> kernels() {
-  return {&fake_quant_groups<K, kE5m2, R, T>, &fake_quant_run<K, kE5m2, R, T>};
+  return {&fake_quant_groups<K, kE5m2, R, T>, &fake_quant_groups<K, kE5m2, R, T, 32>,
+          &fake_quant_groups<K, kE5m2, R, T, 128>, &fake_quant_run<K, kE5m2, R, T>};
 }
 
 template <class T, Kind K, bool kE5m2>
@@ -106,34 +120,44 @@ Kernels<T> kernels_for(Kind k, bool e5m2, MaskRule r) {
     case Kind::int_modelopt: return kernels_for_rule<T, Kind::int_modelopt, false>(r);
     case Kind::uint4_float_zero: return kernels_for_rule<T, Kind::uint4_float_zero, false>(r);
     case Kind::fp8_torchao:
-      return e5m2 ? kernels_for_rule<T, Kind::fp8_torchao, true>(r) : kernels_for_rule<T, Kind::fp8_torchao, false>(r);
+      return e5m2 ? kernels_for_rule<T, Kind::fp8_torchao, true>(r)  //
+                  : kernels_for_rule<T, Kind::fp8_torchao, false>(r);
     case Kind::fp8_modelopt:
-      return e5m2 ? kernels_for_rule<T, Kind::fp8_modelopt, true>(r) : kernels_for_rule<T, Kind::fp8_modelopt, false>(r);
+      return e5m2 ? kernels_for_rule<T, Kind::fp8_modelopt, true>(r)  //
+                  : kernels_for_rule<T, Kind::fp8_modelopt, false>(r);
   }
   return {};
 }
 
 // x: contiguous, shape of L -> y: same, mask: same numel or null; P receives every group's
-// parameters. Many groups are split over the threads in tasks of consecutive groups (dynamic
-// scales of small groups computed right before each group is quantized); fewer, larger groups
-// get a statistics pass first and have their runs split into pieces.
+// parameters (left empty for fused dynamic scales unless spec.grad is lsq). Many groups are
+// split over the threads in tasks of consecutive groups (dynamic scales of small groups computed
+// right before each group is quantized); fewer, larger groups get a statistics pass first and
+// have their runs split into pieces.
 template <class T>
 void scaled_forward(const T* x, T* y, uint8_t* mask, const GroupLayout& L, const QuantSpec& spec, DType xdtype,
                     const QParams* params, MaskRule rule, std::vector<ScaledParams>& P) {
   const Kernels<T> k = kernels_for<T>(kind_of(spec), spec.format == Format::fp8_e5m2, rule);
   const int64_t gsize = L.segs * L.seg_len, n = L.groups * gsize;
   if (L.groups >= kManyGroups) {
-    const bool fuse = spec.scale_policy == ScalePolicy::dynamic && gsize <= kPiece;
-    if (fuse) {
-      P.resize(static_cast<size_t>(L.groups));
-    } else {
-      P = group_params(x, L, spec, xdtype, params);
-    }
     constexpr int64_t kTask = 16;  // groups per task
+    const bool fuse = spec.scale_policy == ScalePolicy::dynamic && gsize <= kPiece;
+    // Fused dynamic scales live in the task's own buffer unless the caller needs them (lsq).
+    const bool task_local = fuse && spec.grad != GradRule::lsq;
+    if (!fuse) {
+      P = group_params(x, L, spec, xdtype, params);
+    } else if (!task_local) {
+      P.resize(static_cast<size_t>(L.groups));
+    }
     const int64_t tasks = (L.groups + kTask - 1) / kTask;
+    const auto groups = k.groups_for(L);
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
-    for (int64_t t = 0; t < tasks; ++t)
-      k.groups(x, y, mask, L, t * kTask, std::min(L.groups, (t + 1) * kTask), fuse ? &spec : nullptr, xdtype, P.data());
+    for (int64_t t = 0; t < tasks; ++t) {
+      ScaledParams local[kTask];
+      const int64_t g0 = t * kTask;
+      groups(x, y, mask, L, g0, std::min(L.groups, g0 + kTask), fuse ? &spec : nullptr, xdtype,
+             task_local ? local : P.data() + g0);
+    }
     return;
   }
   P = group_params(x, L, spec, xdtype, params);

@@ -100,15 +100,16 @@ std::vector<Case> cases() {
   u4.spec.group_size = 128;
   u4.spec.symmetric = false;
   c.push_back(u4);
-  Case ch1{"fp8_e4m3 per_channel axis 1 (strided groups)", {256, 512}, spec(Format::fp8_e4m3, Granularity::per_channel)};
+  Case ch1{"fp8_e4m3 per_channel axis 1 (strided groups)", {256, 512},
+           spec(Format::fp8_e4m3, Granularity::per_channel)};
   ch1.spec.axis = 1;
   c.push_back(ch1);
   Case tiles{"fp8_e4m3 block2d 64x64 (fused tiles)", {2, 128, 512}, spec(Format::fp8_e4m3, Granularity::block2d)};
   tiles.spec.block_rows = tiles.spec.block_cols = 64;
   c.push_back(tiles);
   c.push_back({"int8 per_token, few long rows (pieces)", {8, 20000}, spec(Format::int8, Granularity::per_token)});
-  Case cal{"int8 modelopt per_channel calibrated (given scales)", {256, 512}, spec(Format::int8, Granularity::per_channel),
-           true};
+  Case cal{"int8 modelopt per_channel calibrated (given scales)", {256, 512},
+           spec(Format::int8, Granularity::per_channel), true};
   cal.spec.convention = Convention::modelopt;
   cal.spec.scale_policy = ScalePolicy::calibrated;
   c.push_back(cal);
