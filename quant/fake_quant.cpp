@@ -44,45 +44,41 @@ void fake_quant_run(const T* __restrict x, T* __restrict y, uint8_t* __restrict 
   }
 }
 
-// Groups [g0, g1) of L (x, y, mask: the whole tensor), in chunks of up to 16 groups and 16K
-// elements. With dyn (dynamic scales) the chunk's parameters are first computed from its
-// statistics into P, while the chunk is in cache; otherwise P holds them. P[i] belongs to group
-// g0 + i. Flattened: the
-// per-group calls (statistics, parameters, run) are all inlined. kLen > 0: the layout is known
-// to be one contiguous run of kLen elements per group (per-group weights), so every loop has a
-// constant trip count and unrolls into whole vectors.
+// Groups [g0, g1) of L (x, y, mask: the whole tensor), in chunks of up to 16 groups and
+// kChunkElems elements. With dyn (dynamic scales) the chunk's parameters are first computed
+// from its statistics into P, while the chunk is in cache; otherwise P holds them. P[i] belongs
+// to group g0 + i. Both passes go run-major (run j of every group of the chunk, then run j + 1),
+// so the groups of a 2-D block row are read as long contiguous rows. Flattened: the per-group
+// calls (statistics, parameters, run) are all inlined. kLen > 0: every run has kLen elements, so
+// the inner loops have a constant trip count and unroll into whole vectors.
 template <Kind K, bool kE5m2, MaskRule R, class T, int64_t kLen = 0>
 [[gnu::flatten]] void fake_quant_groups(const T* x, T* y, uint8_t* mask, const GroupLayout& L, int64_t g0,
                                         int64_t g1, const QuantSpec* dyn, DType xdtype, ScaledParams* P) {
-  constexpr int64_t kMaxChunk = 16;
-  const int64_t segs = kLen ? 1 : L.segs, seg_len = kLen ? kLen : L.seg_len;
-  const int64_t chunk = std::clamp<int64_t>(kPiece / std::max<int64_t>(1, segs * seg_len), 1, kMaxChunk);
-  const int64_t stride = L.stride();
-  auto base_of = [&](int64_t g) { return kLen ? g * kLen : L.offset(g, 0); };
+  constexpr int64_t kMaxChunk = 16, kChunkElems = 8 * kPiece;
+  const int64_t segs = L.segs, seg_len = kLen ? kLen : L.seg_len, stride = L.stride();
+  const int64_t chunk = std::clamp<int64_t>(kChunkElems / std::max<int64_t>(1, segs * seg_len), 1, kMaxChunk);
+  int64_t base[kMaxChunk];
   for (int64_t c0 = g0; c0 < g1; c0 += chunk) {
-    const int64_t c1 = std::min(g1, c0 + chunk);
+    const int64_t c1 = std::min(g1, c0 + chunk), nc = c1 - c0;
+    for (int64_t i = 0; i < nc; ++i) base[i] = L.offset(c0 + i, 0);
     if (dyn) {
-      GroupStats st[kMaxChunk];
-      for (int64_t g = c0; g < c1; ++g) {
-        StatsAcc acc;
-        const int64_t base = base_of(g);
-        for (int64_t j = 0; j < segs; ++j) acc.add<needs_min_max(K)>(x + base + j * stride, seg_len);
-        st[g - c0] = acc.finish();
-      }
-      for (int64_t g = c0; g < c1; ++g) P[g - g0] = params_from_stats(*dyn, K, st[g - c0], xdtype);
+      StatsAcc acc[kMaxChunk];
+      for (int64_t j = 0; j < segs; ++j)
+        for (int64_t i = 0; i < nc; ++i) acc[i].add<needs_min_max(K)>(x + base[i] + j * stride, seg_len);
+      for (int64_t i = 0; i < nc; ++i) P[c0 + i - g0] = params_from_stats(*dyn, K, acc[i].finish(), xdtype);
     }
-    for (int64_t g = c0; g < c1; ++g) {
-      const int64_t base = base_of(g);
-      for (int64_t j = 0; j < segs; ++j) {
-        const int64_t off = base + j * stride;
-        fake_quant_run<K, kE5m2, R>(x + off, y + off, R == MaskRule::none ? nullptr : mask + off, seg_len, P[g - g0]);
+    for (int64_t j = 0; j < segs; ++j) {
+      for (int64_t i = 0; i < nc; ++i) {
+        const int64_t off = base[i] + j * stride;
+        fake_quant_run<K, kE5m2, R>(x + off, y + off, R == MaskRule::none ? nullptr : mask + off, seg_len,
+                                    P[c0 + i - g0]);
       }
     }
   }
 }
 
 // The two entry points of one (kind, fp8 flavour, mask rule, dtype), chosen once per tensor.
-// groups32 / groups128: fake_quant_groups for one contiguous run of 32 / 128 per group.
+// groups32 / groups128: fake_quant_groups for runs of 32 / 128 elements.
 template <class T>
 struct Kernels {
   using Groups = void (*)(const T*, T*, uint8_t*, const GroupLayout&, int64_t, int64_t, const QuantSpec*, DType,
@@ -91,7 +87,6 @@ struct Kernels {
   void (*run)(const T*, T*, uint8_t*, int64_t, ScaledParams);
 
   Groups groups_for(const GroupLayout& L) const {
-    if (L.block || L.segs != 1) return groups;
     return L.seg_len == 32 ? groups32 : L.seg_len == 128 ? groups128 : groups;
   }
 };

@@ -107,6 +107,15 @@ std::vector<Case> cases() {
   Case tiles{"fp8_e4m3 block2d 64x64 (fused tiles)", {2, 128, 512}, spec(Format::fp8_e4m3, Granularity::block2d)};
   tiles.spec.block_rows = tiles.spec.block_cols = 64;
   c.push_back(tiles);
+  // 84 tiles, 7 per block row: the 16-tile chunks of the fused path span block rows and layers.
+  Case band{"int8 block2d 32x32 (chunks across block rows)", {4, 96, 224}, spec(Format::int8, Granularity::block2d)};
+  band.spec.block_rows = band.spec.block_cols = 32;
+  c.push_back(band);
+  Case g128{"int8 per_group 128 calibrated (constant-length runs, given scales)", {256, 512},
+            spec(Format::int8, Granularity::per_group), true};
+  g128.spec.group_size = 128;
+  g128.spec.scale_policy = ScalePolicy::calibrated;
+  c.push_back(g128);
   c.push_back({"int8 per_token, few long rows (pieces)", {8, 20000}, spec(Format::int8, Granularity::per_token)});
   Case cal{"int8 modelopt per_channel calibrated (given scales)", {256, 512},
            spec(Format::int8, Granularity::per_channel), true};

@@ -4,7 +4,7 @@
     python3 -m venv /tmp/ggufref && /tmp/ggufref/bin/pip install gguf numpy
     /tmp/ggufref/bin/pip install llama-cpp-python      # optional: compiles llama.cpp (slow)
     /tmp/ggufref/bin/python tests/reference/gguf_check.py MODEL.gguf \\
-        [--hf-dir DIR] [--text FILE --ids IDS.json --n-ctx 64 --ours PPL]
+        [--hf-dir DIR] [--text FILE [--doc-separator SEP] [--limit N] --ours EVAL.json]
 
 1. Reads the file with gguf.GGUFReader (gguf-py, llama.cpp's Python reader) and checks the
    metadata llama.cpp requires of the architecture and tokenizer, and the tensor names/types.
@@ -12,11 +12,11 @@
    with gguf.quants, undoes the llama q/k permutation and compares with the HF weights (exact
    for F32, within the type's rounding otherwise).
 3. If llama_cpp (llama-cpp-python) is importable and --text is given: loads the file with
-   llama.cpp, compares llama.cpp's tokenization of the text with ours (--ids, a JSON list of
-   lowbit's ids for the same text), then computes perplexity over our ids in non-overlapping
-   windows of --n-ctx tokens (every window predicts its tokens 1..n-1 from the ones before; the
-   last partial window is dropped) and compares it with --ours, lowbit's perplexity of the same
-   weights on the same windows: PASS when within --tolerance (default 1%).
+   llama.cpp, splits the text into documents as eval_ppl does, tokenizes them with llama.cpp's
+   tokenizer and scores them with eval_ppl's rolling windows (stride = window, the documents'
+   prefix token from --ours), then compares the document, token and window counts (a check of
+   the tokenizer) and the token perplexity with --ours, eval_ppl's JSON for the same weights:
+   PASS when the perplexities are within --tolerance (default 1%).
 Exits non-zero on any failed check.
 """
 import argparse
@@ -30,6 +30,9 @@ import numpy as np
 
 import gguf
 from gguf import GGMLQuantizationType as QT
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from eval_windows import compare, documents, load_ours, rolling_nll, unescape  # noqa: E402
 
 REQUIRED = ["context_length", "embedding_length", "block_count", "feed_forward_length", "attention.head_count",
             "attention.head_count_kv", "rope.freq_base", "attention.layer_norm_rms_epsilon",
@@ -133,58 +136,40 @@ def check_weights(r, arch, hf_dir):
           {k: f"{v:.3g}" for k, v in worst.items()}, ")")
 
 
-def check_llama_cpp(path, text_path, ids_path, n_ctx, ours, tolerance):
+def check_llama_cpp(path, text_path, separator, limit, ours_path, tolerance):
     try:
         import llama_cpp
     except ImportError as e:
         print(f"llama_cpp not importable ({e}); skipping the llama.cpp load and perplexity check")
         return
     print(f"llama-cpp-python {llama_cpp.__version__}")
-    llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=n_ctx, logits_all=True, n_threads=2, verbose=False,
-                          seed=0)
-    with open(text_path, "rb") as f:
-        text = f.read()
-    theirs = llm.tokenize(text, add_bos=False, special=True)
-    ids = theirs
-    if ids_path:
-        with open(ids_path) as f:
-            ids = json.load(f)
-        same = sum(a == b for a, b in zip(theirs, ids))
-        if theirs == ids:
-            print(f"tokenization: llama.cpp's {len(theirs)} ids equal ours")
-        else:
-            first = next((i for i, (a, b) in enumerate(zip(theirs, ids)) if a != b), min(len(theirs), len(ids)))
-            fail(f"tokenization differs: llama.cpp {len(theirs)} ids, ours {len(ids)}, first difference at {first} "
-                 f"({same} positions agree)")
-    nll, count = 0.0, 0
-    for start in range(0, len(ids) - n_ctx + 1, n_ctx):
-        window = ids[start : start + n_ctx]
+    ours = load_ours(ours_path)
+    window = ours["window"]
+    llm = llama_cpp.Llama(model_path=path, n_ctx=window, n_batch=window, logits_all=True, n_threads=2,
+                          verbose=False, seed=0)
+
+    def logits_of(tokens):
         llm.reset()
-        llm.eval(window)
-        logits = np.asarray(llm.scores[: n_ctx - 1], dtype=np.float64)
-        m = logits.max(axis=1, keepdims=True)
-        logp = logits - m - np.log(np.exp(logits - m).sum(axis=1, keepdims=True))
-        nll -= float(logp[np.arange(n_ctx - 1), window[1:]].sum())
-        count += n_ctx - 1
-    ppl = math.exp(nll / count)
-    print(f"llama.cpp perplexity {ppl:.6f} over {count} predicted tokens ({count // (n_ctx - 1)} windows of {n_ctx})")
-    if ours is not None:
-        rel = abs(ppl - ours) / ours
-        verdict = "PASS" if rel <= tolerance else "FAIL"
-        print(f"{verdict}: lowbit {ours:.6f} vs llama.cpp {ppl:.6f}: relative difference {rel:.3%} "
-              f"(tolerance {tolerance:.0%})")
-        if rel > tolerance:
-            fail("perplexity differs")
+        llm.eval(tokens)
+        return llm.scores[: len(tokens)]
+
+    docs = documents(text_path, separator, limit)
+    nll, n_tokens, n_windows = 0.0, 0, 0
+    for d in docs:
+        ids = llm.tokenize(d.encode("utf-8"), add_bos=False, special=False)
+        doc_nll, w = rolling_nll(logits_of, ids, ours["prefix_token"], window)
+        nll, n_tokens, n_windows = nll + doc_nll, n_tokens + len(ids), n_windows + w
+    compare("llama.cpp", ours, len(docs), n_tokens, n_windows, math.exp(nll / n_tokens), tolerance, fail)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("gguf")
     ap.add_argument("--hf-dir")
-    ap.add_argument("--text")
-    ap.add_argument("--ids")
-    ap.add_argument("--n-ctx", type=int, default=64)
-    ap.add_argument("--ours", type=float)
+    ap.add_argument("--text", help="evaluation text, as given to eval_ppl")
+    ap.add_argument("--doc-separator", default="", help="eval_ppl's --doc-separator (escapes \\n, \\t work)")
+    ap.add_argument("--limit", type=int, default=0, help="eval_ppl's --limit")
+    ap.add_argument("--ours", help="eval_ppl's JSON output (--out) for the same model, text and settings")
     ap.add_argument("--tolerance", type=float, default=0.01)
     a = ap.parse_args()
     from importlib.metadata import version
@@ -195,7 +180,9 @@ def main():
     if a.hf_dir:
         check_weights(r, arch, a.hf_dir)
     if a.text:
-        check_llama_cpp(a.gguf, a.text, a.ids, a.n_ctx, a.ours, a.tolerance)
+        if not a.ours:
+            ap.error("--text needs --ours")
+        check_llama_cpp(a.gguf, a.text, unescape(a.doc_separator), a.limit, a.ours, a.tolerance)
     print("all checks passed" if not failures else f"{len(failures)} check(s) failed")
     sys.exit(1 if failures else 0)
 
