@@ -59,6 +59,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // log lines appear as they happen through a pipe or tee
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {
