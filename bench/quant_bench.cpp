@@ -28,6 +28,21 @@ namespace {
 
 constexpr int64_t kRows = 4096, kCols = 4096;
 
+// Mean seconds of run() after one warm-up call, over at least 3 calls and 0.3 s.
+template <class F>
+double seconds_per_run(F run) {
+  run();
+  int reps = 0;
+  double secs = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  while (secs < 0.3 || reps < 3) {
+    run();
+    ++reps;
+    secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  return secs / reps;
+}
+
 // Parallel memcpy of 64 MiB, GB/s counting the read and the write.
 double memcpy_gbps() {
   const int64_t n = kRows * kCols * 4;
@@ -39,16 +54,7 @@ double memcpy_gbps() {
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < n / kChunk; ++c) std::memcpy(dst + c * kChunk, src + c * kChunk, kChunk);
   };
-  run();
-  int reps = 0;
-  double secs = 0;
-  const auto t0 = std::chrono::steady_clock::now();
-  while (secs < 0.3 || reps < 3) {
-    run();
-    ++reps;
-    secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
-  return 2.0 * static_cast<double>(n) * reps / secs / 1e9;
+  return 2.0 * static_cast<double>(n) / seconds_per_run(run) / 1e9;
 }
 
 struct FakeQuantCase {
@@ -162,16 +168,7 @@ double f32_gemm_gflops(int64_t M, int64_t N, int64_t K) {
   auto run = [&] {
     cpu::gemm(false, true, M, N, K, 1.0f, a.data<float>(), K, b.data<float>(), K, 0.0f, c.data<float>(), N);
   };
-  run();
-  int reps = 0;
-  double secs = 0;
-  const auto t0 = std::chrono::steady_clock::now();
-  while (secs < 0.3 || reps < 3) {
-    run();
-    ++reps;
-    secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
-  return 2.0 * static_cast<double>(M * N * K) * reps / secs / 1e9;
+  return 2.0 * static_cast<double>(M * N * K) / seconds_per_run(run) / 1e9;
 }
 
 QTensor quantize_calibrated(const Tensor& x, const QuantSpec& spec) {
