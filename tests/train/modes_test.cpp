@@ -15,6 +15,7 @@
 #include "lowbit/io/safetensors.h"
 #include "lowbit/io/token_data.h"
 #include "lowbit/nn/lora.h"
+#include "lowbit/train/export.h"
 #include "lowbit/train/model_setup.h"
 #include "lowbit/train/trainer.h"
 
@@ -148,6 +149,30 @@ TEST(Modes, LoraTrainsOnlyAdaptersAndMergesExactly) {
   EXPECT_TRUE(nn::lora_parameters(*m.model).empty());
   const Tensor merged = m.model->forward(ids);
   EXPECT_LE(max_abs_diff(merged, unmerged), 1e-4 * std::max(1.0, max_abs_diff(unmerged, zeros_like(unmerged))));
+}
+
+// export_model --format hf of a LoRA run: the adapters are merged and the directory reloads
+// (as an HF directory, without the run) with the merged model's logits, bit for bit.
+TEST(Modes, ExportedHfDirectoryReloadsWithIdenticalLogits) {
+  const std::string base = pretrained_base("export"), run = temp_dir("export_run"), out = temp_dir("export_out");
+  json j = finetune(base, run, 5);
+  j["lora"] = {{"rank", 4}, {"alpha", 8.0}, {"targets", kAllProjections}};
+  run_training(Config{resolve_config(j, {})});
+
+  LoadedModel exported = load_model(run);
+  const std::string summary = export_model(exported, {.format = ExportFormat::hf, .out = out, .dtype = DType::f32});
+  EXPECT_NE(summary.find("f32"), std::string::npos) << summary;
+  EXPECT_TRUE(fs::exists(out + "/tokenizer.json"));
+
+  LoadedModel merged = load_model(run), reloaded = load_model(out);
+  EXPECT_EQ(reloaded.step, -1);  // read as an HF directory
+  ASSERT_EQ(nn::merge_lora(*merged.model), 14);
+  EXPECT_TRUE(nn::lora_parameters(*reloaded.model).empty());
+  NoGradGuard ng;
+  merged.model->eval();
+  reloaded.model->eval();
+  const Tensor ids = ids_for_test(merged.model->config().vocab_size);
+  EXPECT_TRUE(equal_bits(reloaded.model->forward(ids), merged.model->forward(ids)));
 }
 
 TEST(Modes, LoraWithDropoutResumesBitExactly) {
