@@ -822,6 +822,7 @@ void save_gguf(const models::CausalLM& model, const std::string& path, const Ggu
   u32("general.alignment", kDefaultAlignment);
   u32("general.file_type", file_type(type));
   u32("general.quantization_version", kQuantVersion);
+  kv.insert(kv.end(), opts.extra.begin(), opts.extra.end());
   u32(arch + ".vocab_size", c.vocab_size);
   u32(arch + ".context_length", c.max_position_embeddings);
   u32(arch + ".embedding_length", c.hidden_size);

@@ -135,6 +135,9 @@ struct GgufSaveOptions {
   GgmlType type = GgmlType::f16;  // f32, f16, bf16, q8_0 or q4_0 (the 2-D tensors' type)
   std::string tokenizer = {};     // tokenizer.json, or a directory holding one (required)
   std::string name = {};          // general.name; empty = the output file's stem
+  // More metadata, written after general.* (e.g. lowbit.quant.*: the spec a QAT model was
+  // trained for). Keys must not repeat the writer's own.
+  std::vector<std::pair<std::string, GgufValue>> extra = {};
 };
 
 // Writes `model` (llama, qwen2 or qwen3) with its tokenizer as a GGUF file llama.cpp loads.

@@ -57,7 +57,23 @@ std::string export_model(LoadedModel& m, const ExportOptions& opts) {
     case ExportFormat::gguf: {
       LOWBIT_CHECK(!tokenizer.empty(), "export_model --format gguf: no tokenizer found for ", m.description,
                    "; give --tokenizer");
-      io::save_gguf(*m.model, opts.out, {.type = io::parse_gguf_save_type(opts.gguf_type), .tokenizer = tokenizer});
+      io::GgufSaveOptions g{.type = io::parse_gguf_save_type(opts.gguf_type), .tokenizer = tokenizer};
+      if (m.quant.preset) {
+        // The trained-for numerics travel with the file; a GGUF type other than the QAT format
+        // is said out loud, never silently swapped in.
+        const quant::QuantPreset& p = *m.quant.preset;
+        g.extra = {{"lowbit.quant.preset", io::GgufValue::string(p.name)},
+                   {"lowbit.quant.description", io::GgufValue::string(m.quant.description)},
+                   {"lowbit.quant.weight", io::GgufValue::string(quant::to_json(p.weight))}};
+        if (p.input) g.extra.emplace_back("lowbit.quant.input", io::GgufValue::string(quant::to_json(*p.input)));
+        const bool same = (p.name == "GGUF_Q4_0" && g.type == io::GgmlType::q4_0) ||
+                          (p.name == "GGUF_Q8_0" && g.type == io::GgmlType::q8_0);
+        note += same ? "; the QAT format, " + p.name
+                     : "; WARNING: trained for " + p.name + ", whose numerics " + opts.gguf_type +
+                           " does not reproduce (use --gguf-type q4_0 / q8_0 after GGUF_Q4_0 / GGUF_Q8_0 QAT, or "
+                           "--format compressed-tensors)";
+      }
+      io::save_gguf(*m.model, opts.out, g);
       return "GGUF file " + opts.out + " (" + opts.gguf_type + note + ")";
     }
   }

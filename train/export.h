@@ -3,7 +3,9 @@
 //   compressed-tensors a quantized HF directory in the compressed-tensors layout (vLLM);
 //   gguf               a GGUF file (F32 / F16 / BF16 / Q8_0 / Q4_0) with the tokenizer (llama.cpp).
 // LoRA adapters are merged into the base first. A quantized model's resolved spec goes with every
-// export: compressed-tensors' quantization_config, and lowbit_quant.json beside an HF directory.
+// export: compressed-tensors' quantization_config, lowbit_quant.json beside an HF directory, and
+// lowbit.quant.* metadata in a GGUF file (whose summary warns when the GGUF type is not the QAT
+// format: only GGUF_Q4_0 / GGUF_Q8_0 QAT is reproduced by q4_0 / q8_0).
 #pragma once
 #include <string>
 

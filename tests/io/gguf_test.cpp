@@ -267,6 +267,20 @@ TEST(GgufMetadata, HoldsWhatLlamaCppReads) {
   EXPECT_EQ(save_and_read(*m3, d + "/q.gguf", GgmlType::f16, d + "/qwen2.json").get("tokenizer.ggml.pre").as_string(),
             "qwen2");
 
+  // Extra metadata follows general.*; a key the writer owns is a duplicate.
+  save_gguf(*m, d + "/extra.gguf",
+            GgufSaveOptions{.type = GgmlType::f32, .tokenizer = kGpt2Tokenizer,
+                            .extra = {{"lowbit.quant.preset", GgufValue::string("W4A8")}}});
+  const GgufFile fe = read_gguf(d + "/extra.gguf");
+  EXPECT_EQ(fe.get("lowbit.quant.preset").as_string(), "W4A8");
+  EXPECT_EQ(fe.metadata().at(5).first, "lowbit.quant.preset");
+  expect_error([&] {
+    save_gguf(*m, d + "/dup.gguf",
+              GgufSaveOptions{.type = GgmlType::f32, .tokenizer = kGpt2Tokenizer,
+                              .extra = {{"general.name", GgufValue::string("again")}}});
+  }, {"duplicate metadata key 'general.name'"});
+  EXPECT_FALSE(fs::exists(d + "/dup.gguf"));
+
   // The name defaults to the file's stem.
   save_gguf(*m, d + "/my-model.gguf", GgufSaveOptions{.type = GgmlType::f32, .tokenizer = kGpt2Tokenizer});
   EXPECT_EQ(read_gguf(d + "/my-model.gguf").get("general.name").as_string(), "my-model");

@@ -11,10 +11,12 @@
 #include "../test_util.h"
 #include "lowbit/engine/autograd/grad_mode.h"
 #include "lowbit/engine/lowbit.h"
+#include "lowbit/io/gguf.h"
 #include "lowbit/io/hf_model.h"
 #include "lowbit/io/safetensors.h"
 #include "lowbit/io/token_data.h"
 #include "lowbit/nn/lora.h"
+#include "lowbit/quant/fake_quant.h"
 #include "lowbit/train/export.h"
 #include "lowbit/train/model_setup.h"
 #include "lowbit/train/trainer.h"
@@ -173,6 +175,32 @@ TEST(Modes, ExportedHfDirectoryReloadsWithIdenticalLogits) {
   reloaded.model->eval();
   const Tensor ids = ids_for_test(merged.model->config().vocab_size);
   EXPECT_TRUE(equal_bits(reloaded.model->forward(ids), merged.model->forward(ids)));
+}
+
+// A QAT model exported to GGUF carries its spec (lowbit.quant.*). In its own format the file's
+// weights are the trained fake-quantized weights, bit for bit; in another GGUF type the export
+// says so instead of silently changing the numerics.
+TEST(Modes, QatGgufExportKeepsTheTrainedNumericsOrSaysItDoesNot) {
+  const std::string run = temp_dir("qat_gguf_run"), out = temp_dir("qat_gguf_out");
+  json j = tiny(run, 5);
+  j["quant"] = {{"preset", "GGUF_Q4_0"}};
+  run_training(Config{resolve_config(j, {})});
+
+  LoadedModel m = load_model(run);
+  const Tensor w = m.model->parameter("model.layers.0.mlp.down_proj.weight");
+  const Tensor fake = quant::fake_quant(w, m.quant.preset->weight);
+  const std::string same = export_model(m, {.format = ExportFormat::gguf, .out = out + "/q4_0.gguf", .gguf_type = "q4_0"});
+  EXPECT_NE(same.find("the QAT format, GGUF_Q4_0"), std::string::npos) << same;
+  EXPECT_EQ(same.find("WARNING"), std::string::npos) << same;
+  const io::GgufFile f = io::read_gguf(out + "/q4_0.gguf");
+  EXPECT_EQ(f.get("lowbit.quant.preset").as_string(), "GGUF_Q4_0");
+  EXPECT_EQ(json::parse(f.get("lowbit.quant.weight").as_string())["format"], "gguf_q4_0");
+  EXPECT_TRUE(equal_bits(io::gguf_tensor_to_f32(f, "blk.0.ffn_down.weight"), fake));
+
+  LoadedModel m2 = load_model(run);
+  const std::string other = export_model(m2, {.format = ExportFormat::gguf, .out = out + "/q8_0.gguf", .gguf_type = "q8_0"});
+  EXPECT_NE(other.find("WARNING: trained for GGUF_Q4_0"), std::string::npos) << other;
+  EXPECT_EQ(io::read_gguf(out + "/q8_0.gguf").get("lowbit.quant.preset").as_string(), "GGUF_Q4_0");
 }
 
 TEST(Modes, LoraWithDropoutResumesBitExactly) {
