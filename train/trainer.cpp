@@ -279,6 +279,7 @@ RunResult run_training(const Config& c, const RunOptions& opts) {
     return result;
   }
   const double gemm_gflops = measure_gemm_gflops();
+  std::printf("MFU is model FLOPs/s over this machine's f32 GEMM rate, measured now: %.1f GFLOP/s\n", gemm_gflops);
 
   g_stop_signal.store(0);
   auto prev_int = std::signal(SIGINT, on_stop_signal);
