@@ -8,6 +8,7 @@
 #include <fstream>
 #include <random>
 
+#include "../test_util.h"
 #include "lowbit/engine/lowbit.h"
 #include "lowbit/io/checkpoint.h"
 #include "lowbit/io/checkpoint_components.h"
@@ -22,12 +23,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string temp_dir(const std::string& name) {
-  const std::string d = ::testing::TempDir() + "lowbit_ckpt_" + name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+std::string temp_dir(const std::string& name) { return test::temp_dir("ckpt_" + name); }
 
 struct ThreadsGuard {
   explicit ThreadsGuard(int n) : prev(omp_get_max_threads()) { omp_set_num_threads(n); }

@@ -10,6 +10,7 @@
 //
 // LOWBIT_CT_EXPORT_DIR=<dir> makes ExportDecompressesToTheDequantizedWeights keep each preset's
 // export in <dir>/<PRESET>/ plus lowbit_dequantized.safetensors, the input of that script.
+#include "../test_util.h"
 #include "lowbit/io/compressed_tensors.h"
 
 #include <gtest/gtest.h>
@@ -40,21 +41,9 @@ const std::vector<std::string> kExportable = {
     "MXFP8"};
 const std::vector<std::string> kRejected = {"INT4_WEIGHT_ONLY", "GGUF_Q4_0", "GGUF_Q8_0"};
 
-std::string temp_dir(const std::string& name) {
-  const std::string d = ::testing::TempDir() + "lowbit_ct_" + name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+std::string temp_dir(const std::string& name) { return test::temp_dir("ct_" + name); }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 // 128-wide so every linear fits FP8_2D_BLOCKWISE's 128 x 128 tiles; down_proj is (128, 256).
 models::ModelConfig tiny_config() {

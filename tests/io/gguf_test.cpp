@@ -13,6 +13,7 @@
 #include <map>
 #include <set>
 
+#include "../test_util.h"
 #include "lowbit/engine/autograd/grad_mode.h"
 #include "lowbit/engine/lowbit.h"
 #include "lowbit/io/file_io.h"
@@ -32,21 +33,9 @@ const std::string kLlama3Tokenizer = data_path("tokenizer/llama3_style.tokenizer
 const std::string kGoldenDir = data_path("gguf");
 
 // One directory per test: ctest runs the tests of this file in parallel processes.
-std::string temp_dir(const std::string& name) {
-  const std::string d = ::testing::TempDir() + "lowbit_gguf_" + name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+std::string temp_dir(const std::string& name) { return test::temp_dir("gguf_" + name); }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
   const std::string msg = error_of(f);

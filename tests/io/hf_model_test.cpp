@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "../test_util.h"
 #include "lowbit/engine/lowbit.h"
 #include "lowbit/io/file_io.h"
 #include "lowbit/io/hf_model.h"
@@ -19,21 +20,9 @@ namespace fs = std::filesystem;
 
 std::string golden(const std::string& name) { return std::string(LOWBIT_TEST_DATA_DIR) + "/hf_golden/" + name; }
 
-std::string temp_dir(const std::string& name) {
-  const std::string d = ::testing::TempDir() + "lowbit_hf_" + name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+std::string temp_dir(const std::string& name) { return test::temp_dir("hf_" + name); }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 std::vector<std::vector<float>> params_of(const models::CausalLM& m) {
   std::vector<std::vector<float>> out;

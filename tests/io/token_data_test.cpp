@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "../test_util.h"
 #include "lowbit/engine/error.h"
 #include "lowbit/io/crc32c.h"
 #include "lowbit/io/file_io.h"
@@ -18,21 +19,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string temp_dir(const std::string& name) {
-  const std::string d = ::testing::TempDir() + "lowbit_token_data_" + name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+std::string temp_dir(const std::string& name) { return test::temp_dir("token_data_" + name); }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(Crc32c, CheckValueAndIncrementalAndPortablePathAgree) {
   // The CRC-32C check value of "123456789" (RFC 3720 / the Castagnoli catalogue): 0xE3069283.

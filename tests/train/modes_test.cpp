@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "../test_util.h"
+#include "tiny_run.h"
 #include "lowbit/engine/autograd/grad_mode.h"
 #include "lowbit/engine/lowbit.h"
 #include "lowbit/io/gguf.h"
@@ -28,18 +29,12 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using test::temp_dir;
 
-const std::string kText = std::string(LOWBIT_TEST_DATA_DIR) + "/tokenizer/fortunes_sample.txt";
-
+// The shared tiny run, at a fine-tuning learning rate and with few log lines.
 json tiny(const std::string& dir, int64_t steps) {
-  return json{{"data", {{"text", json::array({kText})}, {"doc_separator", "\n%\n"}, {"vocab_size", 300},
-                        {"seq_len", 32}, {"batch_size", 4}}},
-              {"model", {{"hidden_size", 32}, {"intermediate_size", 64}, {"num_hidden_layers", 2},
-                         {"num_attention_heads", 2}, {"num_key_value_heads", 2}}},
-              {"train", {{"steps", steps}, {"eval_every", 0}, {"eval_batches", 2}}},
-              {"optim", {{"lr", 1e-2}}},
-              {"schedule", {{"warmup_steps", 2}, {"decay", "constant"}}},
-              {"checkpoint", {{"dir", dir}, {"every", 0}}},
-              {"log", {{"every", 100}, {"progress", false}}}};
+  json j = test::tiny_run(dir, steps);
+  j["optim"] = {{"lr", 1e-2}};
+  j["log"]["every"] = 100;
+  return j;
 }
 
 // A pretrained tiny base as an HF directory (with its tokenizer), made once per test.

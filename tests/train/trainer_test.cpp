@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tiny_run.h"
 #include "lowbit/io/safetensors.h"
 #include "lowbit/train/trainer.h"
 
@@ -14,18 +15,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-const std::string kText = std::string(LOWBIT_TEST_DATA_DIR) + "/tokenizer/fortunes_sample.txt";
-
-json tiny(const std::string& dir, int64_t steps) {
-  return json{{"data", {{"text", json::array({kText})}, {"doc_separator", "\n%\n"}, {"vocab_size", 300},
-                        {"seq_len", 32}, {"batch_size", 4}}},
-              {"model", {{"hidden_size", 32}, {"intermediate_size", 64}, {"num_hidden_layers", 2},
-                         {"num_attention_heads", 2}, {"num_key_value_heads", 2}}},
-              {"train", {{"steps", steps}, {"eval_every", 0}, {"eval_batches", 2}}},
-              {"schedule", {{"warmup_steps", 2}, {"decay", "constant"}}},
-              {"checkpoint", {{"dir", dir}, {"every", 0}}},
-              {"log", {{"every", 5}, {"progress", false}}}};
-}
+json tiny(const std::string& dir, int64_t steps) { return test::tiny_run(dir, steps); }
 
 std::vector<std::vector<uint8_t>> checkpoint_bytes(const std::string& dir, int64_t step) {
   char name[32];
