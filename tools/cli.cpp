@@ -1,7 +1,9 @@
 #include "cli.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
 
 #include "lowbit/engine/error.h"
 #include "lowbit/engine/text.h"
@@ -68,6 +70,16 @@ std::string user_message(const char* what) {
                        head.find_first_not_of("0123456789", line + 1) == std::string::npos &&
                        (head.find(".cpp:") != std::string::npos || head.find(".h:") != std::string::npos);
   return located ? m.substr(colon + 2) : m;
+}
+
+int tool_main(const char* tool, int (*run)(int, char**), int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", tool, user_message(e.what()).c_str());
+    return 1;
+  }
 }
 
 std::string unescape(const std::string& s) {

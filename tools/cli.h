@@ -29,6 +29,10 @@ class Args {
 // An error message for the user: lowbit::Error's "source.cpp:123: " prefix removed.
 std::string user_message(const char* what);
 
+// A tool's main(): stdout line-buffered (log lines appear as they happen through a pipe or tee),
+// then run(argc, argv); an exception becomes "<tool>: error: <message>" on stderr and exit code 1.
+int tool_main(const char* tool, int (*run)(int, char**), int argc, char** argv);
+
 // "\n", "\t" and "\\" escapes in a command-line string.
 std::string unescape(const std::string& s);
 

@@ -48,11 +48,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "export_model: error: %s\n", lowbit::tools::user_message(e.what()).c_str());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return lowbit::tools::tool_main("export_model", run, argc, argv); }

@@ -106,11 +106,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "prepare_data: error: %s\n", tools::user_message(e.what()).c_str());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return tools::tool_main("prepare_data", run, argc, argv); }

@@ -58,12 +58,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // log lines appear as they happen through a pipe or tee
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "train_llama: error: %s\n", lowbit::tools::user_message(e.what()).c_str());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return lowbit::tools::tool_main("train_llama", run, argc, argv); }
