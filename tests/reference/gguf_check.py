@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
@@ -33,6 +32,7 @@ from gguf import GGMLQuantizationType as QT
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from eval_windows import compare, documents, load_ours, rolling_nll, unescape  # noqa: E402
+from gguf_golden import read_safetensors  # noqa: E402
 
 REQUIRED = ["context_length", "embedding_length", "block_count", "feed_forward_length", "attention.head_count",
             "attention.head_count_kv", "rope.freq_base", "attention.layer_norm_rms_epsilon",
@@ -51,22 +51,6 @@ def fail(msg):
 def field(r, key):
     f = r.get_field(key)
     return None if f is None else f.contents()
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack_from("<Q", raw, 0)
-    header = json.loads(raw[8 : 8 + n])
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] != "F32":
-            sys.exit(f"{path}: {name} is {info['dtype']}; save the HF dir in f32 for --hf-dir")
-        b, e = info["data_offsets"]
-        out[name] = np.frombuffer(raw[8 + n + b : 8 + n + e], dtype="<f4").reshape(info["shape"])
-    return out
 
 
 def unpermute(w, n_head):

@@ -55,7 +55,8 @@ def read_safetensors(path):
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        assert info["dtype"] == "F32", f"{name}: expected F32, got {info['dtype']}"
+        if info["dtype"] != "F32":
+            sys.exit(f"{path}: {name} is {info['dtype']}; only F32 is read (export the HF directory with --dtype f32)")
         begin, end = info["data_offsets"]
         out[name] = np.frombuffer(raw[8 + n + begin : 8 + n + end], dtype="<f4").reshape(info["shape"])
     return out
