@@ -22,6 +22,18 @@ ExportFormat parse_export_format(const std::string& name) {
               closest_match(name, {"hf", "compressed-tensors", "gguf"}), "'?)");
 }
 
+namespace {
+
+// What a quantized model was trained for: preset, description and the weight / input specs.
+nlohmann::json quant_record(const QuantSetup& q) {
+  nlohmann::json r = {{"preset", q.preset->name}, {"description", q.description},
+                      {"weight", nlohmann::json::parse(quant::to_json(q.preset->weight))}};
+  if (q.preset->input) r["input"] = nlohmann::json::parse(quant::to_json(*q.preset->input));
+  return r;
+}
+
+}  // namespace
+
 std::string export_model(LoadedModel& m, const ExportOptions& opts) {
   LOWBIT_CHECK(!opts.out.empty(), "export: no output path given");
   std::string note;
@@ -35,10 +47,7 @@ std::string export_model(LoadedModel& m, const ExportOptions& opts) {
       io::save_hf_model(*m.model, opts.out, {.dtype = opts.dtype, .tokenizer_dir = tokenizer_dir});
       if (m.quant.preset) {
         // The trained-for numerics travel with the weights (master weights, not fake-quantized).
-        nlohmann::json spec = {{"preset", m.quant.preset->name}, {"description", m.quant.description},
-                               {"weight", nlohmann::json::parse(quant::to_json(m.quant.preset->weight))}};
-        if (m.quant.preset->input) spec["input"] = nlohmann::json::parse(quant::to_json(*m.quant.preset->input));
-        io::write_file_atomic(opts.out + "/lowbit_quant.json", spec.dump(2) + "\n", "export");
+        io::write_file_atomic(opts.out + "/lowbit_quant.json", quant_record(m.quant).dump(2) + "\n", "export");
         note += "; the weights are the unquantized master weights (lowbit_quant.json holds the QAT spec: export "
                 "with --format compressed-tensors or gguf for the deployed numerics)";
       }
@@ -62,12 +71,12 @@ std::string export_model(LoadedModel& m, const ExportOptions& opts) {
         // The trained-for numerics travel with the file; a GGUF type other than the QAT format
         // is said out loud, never silently swapped in.
         const quant::QuantPreset& p = *m.quant.preset;
-        g.extra = {{"lowbit.quant.preset", io::GgufValue::string(p.name)},
-                   {"lowbit.quant.description", io::GgufValue::string(m.quant.description)},
-                   {"lowbit.quant.weight", io::GgufValue::string(quant::to_json(p.weight))}};
-        if (p.input) g.extra.emplace_back("lowbit.quant.input", io::GgufValue::string(quant::to_json(*p.input)));
-        const bool same = (p.name == "GGUF_Q4_0" && g.type == io::GgmlType::q4_0) ||
-                          (p.name == "GGUF_Q8_0" && g.type == io::GgmlType::q8_0);
+        const nlohmann::json record = quant_record(m.quant);
+        for (const auto& [key, value] : record.items())
+          g.extra.emplace_back("lowbit.quant." + key, io::GgufValue::string(value.is_string() ? value.get<std::string>()
+                                                                                              : value.dump()));
+        const bool same = (p.weight.format == quant::Format::gguf_q4_0 && g.type == io::GgmlType::q4_0) ||
+                          (p.weight.format == quant::Format::gguf_q8_0 && g.type == io::GgmlType::q8_0);
         note += same ? "; the QAT format, " + p.name
                      : "; WARNING: trained for " + p.name + ", whose numerics " + opts.gguf_type +
                            " does not reproduce (use --gguf-type q4_0 / q8_0 after GGUF_Q4_0 / GGUF_Q8_0 QAT, or "
