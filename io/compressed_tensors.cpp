@@ -428,17 +428,7 @@ void save_compressed_tensors(const models::CausalLM& model, const std::string& d
   ojson cfg = parse_json_text<ojson>(models::model_config_to_json(model.config(), opts.dtype), "config.json");
   cfg["quantization_config"] = quantization_config(*scheme, ignore);
   write_file_atomic(dir + "/config.json", cfg.dump(2) + "\n", "compressed-tensors");
-  if (!opts.tokenizer_dir.empty()) {
-    bool any = false;
-    for (const std::string& f : hf_tokenizer_files()) {
-      const std::string src = opts.tokenizer_dir + "/" + f;
-      if (!fs::exists(src)) continue;
-      write_file_atomic(dir + "/" + f, read_file(src, "compressed-tensors"), "compressed-tensors");
-      any = true;
-    }
-    LOWBIT_CHECK(any, "compressed-tensors: tokenizer_dir ", opts.tokenizer_dir, " holds none of ",
-                 "tokenizer.json, tokenizer_config.json, special_tokens_map.json");
-  }
+  if (!opts.tokenizer_dir.empty()) copy_hf_tokenizer_files(opts.tokenizer_dir, dir, "compressed-tensors");
 }
 
 // ---- reading ----

@@ -61,6 +61,18 @@ const std::vector<std::string>& hf_tokenizer_files() {
   return files;
 }
 
+void copy_hf_tokenizer_files(const std::string& from_dir, const std::string& to_dir, const std::string& what) {
+  bool any = false;
+  for (const std::string& f : hf_tokenizer_files()) {
+    const std::string src = from_dir + "/" + f;
+    if (!fs::exists(src)) continue;
+    write_file_atomic(to_dir + "/" + f, read_file(src, what), what);
+    any = true;
+  }
+  LOWBIT_CHECK(any, what, ": tokenizer_dir ", from_dir, " holds none of tokenizer.json, tokenizer_config.json, ",
+               "special_tokens_map.json");
+}
+
 void load_hf_weights(const models::CausalLM& model, const std::string& dir) {
   const auto files = weight_files(dir);
   const bool tied = model.config().tie_word_embeddings;
@@ -150,17 +162,7 @@ void save_hf_model(const models::CausalLM& model, const std::string& dir, const 
   if (c.eos_token_ids.size() == 1) gen["eos_token_id"] = c.eos_token_ids[0];
   if (c.eos_token_ids.size() > 1) gen["eos_token_id"] = c.eos_token_ids;
   write_file_atomic(dir + "/generation_config.json", gen.dump(2) + "\n", "hf model");
-  if (!opts.tokenizer_dir.empty()) {
-    bool any = false;
-    for (const std::string& f : hf_tokenizer_files()) {
-      const std::string src = opts.tokenizer_dir + "/" + f;
-      if (!fs::exists(src)) continue;
-      write_file_atomic(dir + "/" + f, read_file(src, "hf model"), "hf model");
-      any = true;
-    }
-    LOWBIT_CHECK(any, "hf model: tokenizer_dir ", opts.tokenizer_dir, " holds none of tokenizer.json, ",
-                 "tokenizer_config.json, special_tokens_map.json");
-  }
+  if (!opts.tokenizer_dir.empty()) copy_hf_tokenizer_files(opts.tokenizer_dir, dir, "hf model");
 }
 
 }  // namespace lowbit::io

@@ -30,4 +30,8 @@ void save_hf_model(const models::CausalLM& model, const std::string& dir, const 
 // The tokenizer files copied by save_hf_model when present.
 const std::vector<std::string>& hf_tokenizer_files();
 
+// Copies those of hf_tokenizer_files() that from_dir holds into to_dir; none at all is an error
+// (what: the caller, for the message).
+void copy_hf_tokenizer_files(const std::string& from_dir, const std::string& to_dir, const std::string& what);
+
 }  // namespace lowbit::io
