@@ -1,4 +1,4 @@
-// Integer GEMM (int_gemm.h): an AVX-512 VNNI kernel and a portable one, both forming the exact
+// Integer GEMM (int_gemm.h): an AVX-512 VNNI kernel, an AVX2 kernel and a portable one, all forming the exact
 // int32 sum of every (row, column, K segment) and applying the scales in the same f32 operations.
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12 reports -W(maybe-)uninitialized inside its own AVX-512 intrinsics (_mm512_undefined_*);
@@ -7,6 +7,8 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include "lowbit/quant/int_gemm.h"
+
+#include "lowbit/engine/cpu/isa.h"
 
 #include <omp.h>
 
@@ -150,13 +152,7 @@ void portable_matmul(const Problem& P, const QTensor& b, float* y) {
 #ifdef LOWBIT_INT_GEMM_X86
 
 #define LOWBIT_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")))
-
-bool cpu_has_vnni() {
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-                         __builtin_cpu_supports("avx512vnni");
-  return ok;
-}
+#define LOWBIT_AVX2 __attribute__((target("avx2,fma")))
 
 constexpr int kNV = 2;             // 16-column vectors per panel
 constexpr int64_t kNR = 16 * kNV;  // panel width: columns of y (rows of b) per kernel call
@@ -394,6 +390,152 @@ void vnni_matmul(const Problem& P, const QTensor& a, const QTensor& b, float* y)
   }
 }
 
+// ---- AVX2 kernel (no VNNI): codes widened to int16, vpmaddwd (s16 x s16, adjacent pairs summed
+// into s32: exact, unlike vpmaddubsw's saturating s16 sums). ----
+
+constexpr int64_t kNR2 = 16;  // panel width: two 8-lane vectors
+constexpr int kMR2 = 4;       // rows of a per kernel call
+
+// b's rows [n0, n0 + nr) (nr <= kNR2):
+//   codes (K / 2, kNR2, 2) s16: codes[q][j][t] = qb[n0 + j, 2q + t] (0 for j >= nr)
+//   fb    (nseg, kNR2) f32: b's multiplier of (n0 + j, segment g) (0 for j >= nr)
+//   csum  (nseg, kNR2) s32: Σ_(k in g) qb[n0 + j, k] (only when a is asymmetric)
+struct Panel2 {
+  int16_t* codes;
+  float* fb;
+  int32_t* csum;
+  int64_t nr;
+};
+
+// tmp: (K, kNR2) s16 scratch for the transposed decode.
+void pack_panel2(const QTensor& b, const IntOperand& pb, int64_t n0, int64_t seg, bool sums, int16_t* tmp,
+                 const Panel2& p) {
+  const int64_t K = b.shape.back(), nseg = K / seg;
+  std::fill(tmp, tmp + K * kNR2, int16_t{0});
+  decode_codes_transposed(b, n0, n0 + p.nr, 0, K, tmp, kNR2);
+  for (int64_t q = 0; q < K / 2; ++q)
+    for (int64_t j = 0; j < kNR2; ++j) {
+      p.codes[(q * kNR2 + j) * 2] = tmp[(2 * q) * kNR2 + j];
+      p.codes[(q * kNR2 + j) * 2 + 1] = tmp[(2 * q + 1) * kNR2 + j];
+    }
+  if (sums)
+    for (int64_t g = 0; g < nseg; ++g)
+      for (int64_t j = 0; j < kNR2; ++j) {
+        int32_t sum = 0;
+        for (int64_t k = g * seg; k < (g + 1) * seg; ++k) sum += tmp[k * kNR2 + j];
+        p.csum[g * kNR2 + j] = sum;
+      }
+  for (int64_t j = 0; j < kNR2; ++j) {
+    if (j < p.nr) pb.for_segments(n0 + j, seg, nseg, [&](int64_t g, int64_t h) { p.fb[g * kNR2 + j] = pb.mult(h); });
+    else for (int64_t g = 0; g < nseg; ++g) p.fb[g * kNR2 + j] = 0.0f;
+  }
+}
+
+// y[0:MR, 0:p.nr] (row stride ldy) = Σ_g fma(fa[i, g] · fb[g, j], float(S_g[i, j]), ·), where
+// S_g[i, j] = Σ_(k in g) qa[i, k] qb[j, k] (− za[i, g] csum[g, j]); a: MR rows of s16 codes.
+template <int MR, bool kAsym>
+LOWBIT_AVX2 void avx2_kernel(const int16_t* a, int64_t lda, const Panel2& p, const Rows& r, int64_t nseg,
+                             int64_t seg, float* y, int64_t ldy) {
+  __m256 yacc[MR][2];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < 2; ++v) yacc[i][v] = _mm256_setzero_ps();
+  const int16_t* bp = p.codes;
+  const int16_t* ak = a;
+  for (int64_t g = 0; g < nseg; ++g) {
+    __m256i acc[MR][2];
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < 2; ++v) acc[i][v] = _mm256_setzero_si256();
+    for (int64_t q = 0; q < seg / 2; ++q, bp += 2 * kNR2, ak += 2) {
+      const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp));
+      const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp + 16));
+      for (int i = 0; i < MR; ++i) {
+        const __m256i av = _mm256_set1_epi32(load_i32(ak + i * lda));
+        acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(b0, av));
+        acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(b1, av));
+      }
+    }
+    for (int i = 0; i < MR; ++i) {
+      const int64_t e = i * nseg + g;
+      const __m256 fa = _mm256_set1_ps(r.fa[e]);
+      for (int v = 0; v < 2; ++v) {
+        __m256i s = acc[i][v];
+        if constexpr (kAsym)
+          s = _mm256_sub_epi32(s, _mm256_mullo_epi32(_mm256_set1_epi32(r.za[e]),
+                                                     _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.csum + g * kNR2 + 8 * v))));
+        const __m256 mult = _mm256_mul_ps(fa, _mm256_loadu_ps(p.fb + g * kNR2 + 8 * v));
+        yacc[i][v] = _mm256_fmadd_ps(mult, _mm256_cvtepi32_ps(s), yacc[i][v]);
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < 2; ++v) {
+      const int64_t cols = std::min<int64_t>(p.nr - 8 * v, 8);
+      if (cols == 8) {
+        _mm256_storeu_ps(y + i * ldy + 8 * v, yacc[i][v]);
+      } else if (cols > 0) {
+        alignas(32) float tmp[8];
+        _mm256_store_ps(tmp, yacc[i][v]);
+        std::memcpy(y + i * ldy + 8 * v, tmp, sizeof(float) * static_cast<size_t>(cols));
+      }
+    }
+}
+
+using Kernel2Fn = void (*)(const int16_t*, int64_t, const Panel2&, const Rows&, int64_t, int64_t, float*, int64_t);
+
+template <bool kAsym>
+Kernel2Fn kernel2_for(int64_t mr) {
+  switch (mr) {
+    case 1: return avx2_kernel<1, kAsym>;
+    case 2: return avx2_kernel<2, kAsym>;
+    case 3: return avx2_kernel<3, kAsym>;
+    default: return avx2_kernel<kMR2, kAsym>;
+  }
+}
+
+// y (M, N): tasks as in vnni_matmul; a's kMR2-row strips are widened to s16 once per task strip.
+void avx2_matmul(const Problem& P, const QTensor& a, const QTensor& b, float* y) {
+  const int64_t M = P.M, N = P.N, K = P.K, seg = P.seg, nseg = K / seg;
+  const bool asym = kind_of(a.spec) == Kind::int_torchao_asym;
+  const int64_t nc = std::clamp<int64_t>((int64_t{1} << 18) / (2 * K) / kNR2 * kNR2, kNR2, kNC);
+  const int64_t mb = ceil_div(M, kMC), nb = ceil_div(N, nc), tasks = mb * nb;
+  const int threads = threads_for(tasks);
+  const int64_t panels = nc / kNR2;
+  const int64_t panel_bytes = 2 * kNR2 * K + 8 * nseg * kNR2;  // codes, fb, csum
+  const int64_t bytes = panels * panel_bytes + 2 * kNR2 * K + 2 * kMR2 * K + 8 * kMR2 * nseg;
+  Scratch scratch(threads, bytes);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (tasks > 1)
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t m0 = (t / nb) * kMC, m1 = std::min(M, m0 + kMC);
+    const int64_t n0 = (t % nb) * nc, n1 = std::min(N, n0 + nc);
+    uint8_t* base = scratch.get(omp_get_thread_num());
+    auto* tmp = reinterpret_cast<int16_t*>(base + panels * panel_bytes);
+    int16_t* astrip = tmp + kNR2 * K;
+    auto* fa = reinterpret_cast<float*>(astrip + kMR2 * K);
+    Rows rows{fa, reinterpret_cast<int32_t*>(fa + kMR2 * nseg), nullptr};
+    Panel2 pan[kNC / kNR2];
+    const int64_t np = ceil_div(n1 - n0, kNR2);
+    for (int64_t p = 0; p < np; ++p) {
+      auto* codes = reinterpret_cast<int16_t*>(base + p * panel_bytes);
+      auto* fb = reinterpret_cast<float*>(codes + kNR2 * K);
+      pan[p] = {codes, fb, reinterpret_cast<int32_t*>(fb + nseg * kNR2), std::min(kNR2, n1 - n0 - p * kNR2)};
+      pack_panel2(b, P.pb, n0 + p * kNR2, seg, asym, tmp, pan[p]);
+    }
+    for (int64_t m = m0; m < m1; m += kMR2) {
+      const int64_t mr = std::min<int64_t>(kMR2, m1 - m);
+      for (int64_t i = 0; i < mr; ++i) {
+        const int8_t* ar = P.a + (m + i) * K;
+        std::copy(ar, ar + K, astrip + i * K);
+        P.pa.for_segments(m + i, seg, nseg, [&](int64_t g, int64_t h) {
+          rows.fa[i * nseg + g] = P.pa.mult(h);
+          rows.za[i * nseg + g] = P.pa.zp(h);
+        });
+      }
+      const Kernel2Fn kernel = asym ? kernel2_for<true>(mr) : kernel2_for<false>(mr);
+      for (int64_t p = 0; p < np; ++p) kernel(astrip, K, pan[p], rows, nseg, seg, y + m * N + n0 + p * kNR2, N);
+    }
+  }
+}
+
 #endif  // LOWBIT_INT_GEMM_X86
 
 Problem problem(const QTensor& a, const QTensor& b) {
@@ -410,22 +552,39 @@ Problem problem(const QTensor& a, const QTensor& b) {
 
 }  // namespace
 
+const char* int_kernel_name(IntKernel k) {
+  switch (k) {
+    case IntKernel::vnni: return "avx512_vnni";
+    case IntKernel::avx2: return "avx2";
+    case IntKernel::portable: return "portable";
+  }
+  return "?";
+}
+
 bool int_kernel_runs(IntKernel k, const QTensor& a, const QTensor& b) {
   if (k == IntKernel::portable) return true;
 #ifdef LOWBIT_INT_GEMM_X86
   const int64_t seg = std::gcd(k_groups(a).seg, k_groups(b).seg);
-  return cpu_has_vnni() && seg % 4 == 0;
+  if (k == IntKernel::vnni) return cpu::isa_allows(cpu::Isa::avx512_vnni) && seg % 4 == 0;
+  return cpu::isa_allows(cpu::Isa::avx2) && seg % 2 == 0;
 #else
   return false;
 #endif
 }
 
+std::optional<IntKernel> best_int_kernel(const QTensor& a, const QTensor& b) {
+  for (IntKernel k : {IntKernel::vnni, IntKernel::avx2})
+    if (int_kernel_runs(k, a, b)) return k;
+  return std::nullopt;
+}
+
 void int_matmul(const QTensor& a, const QTensor& b, IntKernel k, float* y) {
-  LOWBIT_CHECK(int_kernel_runs(k, a, b), "scaled_matmul: the ", k == IntKernel::vnni ? "AVX-512 VNNI" : "portable",
-               " integer kernel cannot run this problem on this CPU");
+  LOWBIT_CHECK(int_kernel_runs(k, a, b), "scaled_matmul: the ", int_kernel_name(k),
+               " integer kernel cannot run this problem on this CPU (or under LOWBIT_MAX_CPU_ISA)");
   const Problem P = problem(a, b);
 #ifdef LOWBIT_INT_GEMM_X86
   if (k == IntKernel::vnni) return vnni_matmul(P, a, b, y);
+  if (k == IntKernel::avx2) return avx2_matmul(P, a, b, y);
 #endif
   portable_matmul(P, b, y);
 }

@@ -9,6 +9,7 @@
 
 #include "lowbit/engine/autograd/grad_mode.h"
 #include "lowbit/engine/cpu/gemm.h"
+#include "lowbit/engine/cpu/isa.h"
 #include "lowbit/quant/int_gemm.h"
 #include "lowbit/quant/scale_groups.h"
 #include "lowbit/quant/tile_decode.h"
@@ -97,6 +98,12 @@ bool integer_path_supported(const QTensor& a, const QTensor& b) {
   return int_segment(a, b) <= kMaxIntSegment;
 }
 
+std::string integer_kernel_description() {
+  if (cpu::isa_allows(cpu::Isa::avx512_vnni)) return "avx512_vnni (vpdpbusd)";
+  if (cpu::isa_allows(cpu::Isa::avx2)) return "avx2 (s16 vpmaddwd)";
+  return "none: dequantized f32 tiles (the portable integer kernel only on request)";
+}
+
 Tensor scaled_matmul(const QTensor& a, const QTensor& b, const ScaledMatmulOptions& opts) {
   constexpr const char* op = "scaled_matmul";
   const int64_t K = check_qtensor(a, op);
@@ -107,10 +114,10 @@ Tensor scaled_matmul(const QTensor& a, const QTensor& b, const ScaledMatmulOptio
     LOWBIT_CHECK(supported, op, ": the integer path needs int8 activations and int8/int4 ",
                  "symmetric weights with scale groups along K, got ", format_name(a.spec.format), " x ",
                  format_name(b.spec.format));
-  const bool vnni = supported && int_kernel_runs(IntKernel::vnni, a, b);
+  const std::optional<IntKernel> simd = supported ? best_int_kernel(a, b) : std::nullopt;
   Tensor y = empty(out_shape(a.shape, N), DType::f32);
-  if (opts.path == MatmulPath::integer || (opts.path == MatmulPath::automatic && vnni))
-    int_matmul(a, b, vnni ? IntKernel::vnni : IntKernel::portable, y.data<float>());
+  if (opts.path == MatmulPath::integer || (opts.path == MatmulPath::automatic && simd))
+    int_matmul(a, b, simd.value_or(IntKernel::portable), y.data<float>());
   else f32_tiles(&a, nullptr, b, M, N, K, y.data<float>());
   return y;
 }

@@ -12,9 +12,10 @@
 // group / 2-D block): codes are multiplied and summed in int32 per scale-group segment, and the
 // scales (and the zero-point correction za · Σ qb) are applied once per segment:
 //   y[m, n] += ma · mb · (Σ_k qa[m, k] qb[n, k] − za[m] Σ_k qb[n, k])
-// where ma, mb are the dequant multipliers (torchao: scale; modelopt: 1 / s'). Two kernels
-// (int_gemm.h), bitwise equal: AVX-512 VNNI (vpdpbusd, picked at run time when the CPU has
-// avx512_vnni and the segments are a multiple of 4 columns) and a portable one.
+// where ma, mb are the dequant multipliers (torchao: scale; modelopt: 1 / s'). Three kernels
+// (int_gemm.h), bitwise equal, picked at run time (capped by LOWBIT_MAX_CPU_ISA): AVX-512 VNNI
+// (vpdpbusd; segments a multiple of 4 columns), AVX2 (s16 vpmaddwd; segments a multiple of 2)
+// and a portable one.
 //
 // Results of both paths equal dequantize(a) · dequantize(b)ᵀ up to f32 accumulation order
 // (tests/quant/scaled_matmul_test.cpp checks the bound 2 γ_(K+4) Σ_k |a_dq||b_dq|,
@@ -27,15 +28,19 @@
 namespace lowbit::quant {
 
 enum class MatmulPath {
-  automatic,  // integer where it runs on the VNNI kernel, else f32 tiles (the portable integer
-              // kernel is slower than f32 tiles + oneDNN's sgemm; bench/README.md)
+  automatic,  // integer where a SIMD kernel (VNNI or AVX2) runs, else f32 tiles (the portable
+              // integer kernel is slower than f32 tiles + oneDNN's sgemm; bench/README.md)
   f32_tiles,
-  integer,    // VNNI kernel, else the portable one; an Error when not integer_path_supported
+  integer,    // the best SIMD kernel, else the portable one; an Error when not integer_path_supported
 };
 
 struct ScaledMatmulOptions {
   MatmulPath path = MatmulPath::automatic;
 };
+
+// The integer kernel int8 x int8/int4 GEMMs take on this CPU (segments a multiple of 4), e.g.
+// "avx512_vnni (vpdpbusd)".
+std::string integer_kernel_description();
 
 // Whether the integer path can run a · bᵀ (see above).
 bool integer_path_supported(const QTensor& a, const QTensor& b);

@@ -12,6 +12,7 @@
 
 #include "lowbit/engine/autograd/grad_mode.h"
 #include "lowbit/engine/cpu/gemm.h"
+#include "lowbit/engine/cpu/isa.h"
 #include "lowbit/engine/lowbit.h"
 #include "lowbit/io/checkpoint_components.h"
 #include "lowbit/io/file_io.h"
@@ -25,6 +26,7 @@
 #include "lowbit/quant/linear_quant.h"
 #include "lowbit/train/distill.h"
 #include "lowbit/train/loss_plot.h"
+#include "lowbit/train/mfu.h"
 #include "lowbit/train/model_setup.h"
 
 namespace lowbit::train {
@@ -105,22 +107,6 @@ double peak_rss_mb() {
   while (std::getline(f, line))
     if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
   return 0;
-}
-
-// The same-run f32 GEMM rate MFU is reported against (a 0.2 s measurement at start-up).
-double measure_gemm_gflops() {
-  const int64_t n = 512;
-  std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
-  cpu::gemm(false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
-  int reps = 0;
-  const auto t0 = std::chrono::steady_clock::now();
-  double secs = 0;
-  while (secs < 0.2) {
-    cpu::gemm(false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
-    ++reps;
-    secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
-  return 2.0 * n * n * n * reps / secs / 1e9;
 }
 
 // Validation loss in eval mode (no LoRA dropout, no generator draws), then back to training.
@@ -278,8 +264,17 @@ RunResult run_training(const Config& c, const RunOptions& opts) {
     std::printf("dry run: everything is built; stopping before step %lld\n", static_cast<long long>(done));
     return result;
   }
-  const double gemm_gflops = measure_gemm_gflops();
-  std::printf("MFU is model FLOPs/s over this machine's f32 GEMM rate, measured now: %.1f GFLOP/s\n", gemm_gflops);
+  const DType gemm_dtype = mo.compute_dtype == DType::bf16 ? DType::bf16 : DType::f32;
+  MfuMeter mfu_meter(gemm_dtype);
+  std::printf("MFU is model FLOPs/s over this machine's %s\n", mfu_meter.describe().c_str());
+  if (gemm_dtype == DType::bf16) {
+    const GemmRate f32 = measure_gemm_rate(DType::f32);
+    if (f32.gflops > mfu_meter.rate().gflops)
+      std::printf("note: the bf16 GEMM is slower than f32 on this CPU (%.1f vs %.1f GFLOP/s%s): "
+                  "model.compute_dtype=f32 trains faster here (docs/config.md)\n",
+                  mfu_meter.rate().gflops, f32.gflops,
+                  cpu::isa_allows(cpu::Isa::avx512_bf16) ? "" : "; no native bf16 (avx512_bf16)");
+  }
 
   g_stop_signal.store(0);
   auto prev_int = std::signal(SIGINT, on_stop_signal);
@@ -346,18 +341,19 @@ RunResult run_training(const Config& c, const RunOptions& opts) {
     done = step + 1;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double tok_s = static_cast<double>(tokens_per_step) / secs;
-    const double mfu = flops_per_step / secs / 1e9 / gemm_gflops;
+    const double mfu = mfu_meter.mfu(flops_per_step / secs);
     const double rss = peak_rss_mb();
     result.last_loss = loss;
     metrics << json{{"step", step + 1}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm}, {"ms", secs * 1e3},
-                    {"tokens_per_s", tok_s}, {"mfu", mfu}, {"peak_rss_mb", rss}}.dump()
+                    {"tokens_per_s", tok_s}, {"mfu", mfu}, {"mfu_above_reference", mfu_meter.flagged() && mfu > 1.0},
+                    {"peak_rss_mb", rss}}.dump()
             << "\n";
     const bool last = step + 1 == total;
     if ((step + 1) % c.i("log.every") == 0 || last || step == first_step) {
       if (tty) std::printf("\r\033[K");
-      std::printf("step %6lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f ms | %.0f tok/s | MFU %.1f%% | peak %.0f MB\n",
+      std::printf("step %6lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f ms | %.0f tok/s | MFU %.1f%%%s | peak %.0f MB\n",
                   static_cast<long long>(step + 1), static_cast<long long>(total), loss, lr, gnorm, secs * 1e3, tok_s,
-                  100 * mfu, rss);
+                  100 * mfu, mfu > 1.0 ? " (above its reference: the probe ran on a busy machine)" : "", rss);
     } else if (tty) {
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
       const double eta = elapsed / static_cast<double>(step + 1 - first_step) * static_cast<double>(total - step - 1);

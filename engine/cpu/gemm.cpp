@@ -2,6 +2,8 @@
 // The backends (gemm_eigen.cpp, gemm_onednn.cpp) receive validated, non-empty problems.
 #include "lowbit/engine/cpu/gemm.h"
 
+#include <omp.h>
+
 #include <atomic>
 #include <cstring>
 #include <type_traits>
@@ -125,8 +127,31 @@ bool fold_batch(detail::GemmShape& s) {
   return false;
 }
 
+std::atomic<int> g_gemm_max_threads{0};
+
+// Lowers the calling thread's OpenMP thread count to the GEMM cap for one call.
+class GemmThreadScope {
+ public:
+  GemmThreadScope() {
+    const int cap = g_gemm_max_threads.load(std::memory_order_relaxed);
+    if (cap > 0 && !omp_in_parallel() && omp_get_max_threads() > cap) {
+      prev_ = omp_get_max_threads();
+      omp_set_num_threads(cap);
+    }
+  }
+  ~GemmThreadScope() {
+    if (prev_ > 0) omp_set_num_threads(prev_);
+  }
+  GemmThreadScope(const GemmThreadScope&) = delete;
+  GemmThreadScope& operator=(const GemmThreadScope&) = delete;
+
+ private:
+  int prev_ = 0;
+};
+
 template <class TA, class TC, class S>
 void run_backend(const detail::GemmShape& s, S alpha, const TA* A, const TA* B, S beta, TC* C) {
+  const GemmThreadScope threads;
   if constexpr (std::is_same_v<TA, double>) {
     detail::gemm_eigen(s, alpha, A, B, beta, C);  // oneDNN has no f64 matmul
   } else {
@@ -189,6 +214,20 @@ bool gemm_backend_available(GemmBackend b) {
 }
 
 GemmBackend default_gemm_backend() { return kDefaultBackend; }
+
+int set_gemm_max_threads(int n) {
+  LOWBIT_CHECK(n >= 0, "set_gemm_max_threads: n=", n, " must be >= 0 (0: no cap)");
+  return g_gemm_max_threads.exchange(n);
+}
+
+std::string gemm_kernels_description() {
+#if defined(LOWBIT_HAVE_DNNL)
+  if (gemm_backend() == GemmBackend::OneDNN)
+    return "f32: " + detail::onednn_description(false) + " | bf16: " + detail::onednn_description(true) +
+           " | small and f64: " + detail::eigen_description();
+#endif
+  return "f32, bf16, f64: " + detail::eigen_description();
+}
 GemmBackend gemm_backend() { return g_backend.load(std::memory_order_relaxed); }
 
 void set_gemm_backend(GemmBackend b) {

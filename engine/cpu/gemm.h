@@ -22,6 +22,7 @@
 // Called from inside an OpenMP parallel region, a GEMM runs on the calling thread only.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "lowbit/engine/scalar_types.h"
 
@@ -52,6 +53,15 @@ class GemmBackendGuard {
  private:
   GemmBackend prev_;
 };
+
+// Caps the threads every GEMM runs on (0: no cap, the default: omp_get_max_threads()); returns
+// the previous cap. Other kernels keep the OpenMP thread count. Tests pin GEMM to one thread to
+// show that everything else is thread-count invariant (oneDNN's AVX2 sgemm is not).
+int set_gemm_max_threads(int n);
+
+// One line naming the kernels the f32 and bf16 GEMMs run on this CPU, e.g.
+// "f32: oneDNN 2.6.3 brg:avx512_core | bf16: oneDNN 2.6.3 brg:avx512_core_bf16".
+std::string gemm_kernels_description();
 
 // ---- Single GEMM ----
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -105,7 +115,10 @@ void gemm_eigen(const GemmShape& s, double alpha, const double* A, const double*
                 double* C);
 void gemm_eigen(const GemmShape& s, float alpha, const BFloat16* A, const BFloat16* B, float beta,
                 float* C);
+std::string eigen_description();
 #if defined(LOWBIT_HAVE_DNNL)
+// The implementation oneDNN picks for a 512^3 f32 or bf16 matmul here.
+std::string onednn_description(bool bf16);
 void gemm_onednn(const GemmShape& s, float alpha, const float* A, const float* B, float beta,
                  float* C);
 void gemm_onednn(const GemmShape& s, float alpha, const BFloat16* A, const BFloat16* B, float beta,

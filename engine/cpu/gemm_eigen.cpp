@@ -17,13 +17,15 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <string>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
 #include "lowbit/engine/cpu/gemm.h"
+#include "lowbit/engine/cpu/isa.h"
 
 namespace lowbit::cpu::detail {
 
@@ -59,21 +61,44 @@ void gemm_one(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const 
   else eval(c, alpha, a.transpose(), b.transpose(), beta);
 }
 
-// ---- bf16 -> f32 widening ----
-void widen_row(const uint16_t* s, int64_t n, float* d) {
+// ---- bf16 -> f32 widening (exact: the bits shifted into the high half) ----
+void widen_row_scalar(const uint16_t* s, int64_t n, float* d) {
+  for (int64_t i = 0; i < n; ++i) d[i] = bf16_bits_to_f32(s[i]);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) void widen_row_avx512(const uint16_t* s, int64_t n, float* d) {
   int64_t i = 0;
-#if defined(__AVX512F__)
   for (; i + 16 <= n; i += 16) {
     const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i));
-    _mm512_storeu_ps(d + i, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_maskz_cvtepu16_epi32(0xFFFF, h), 16)));
+    _mm512_storeu_ps(d + i, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
   }
+  widen_row_scalar(s + i, n - i, d + i);
+}
+
+__attribute__((target("avx2"))) void widen_row_avx2(const uint16_t* s, int64_t n, float* d) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+    _mm256_storeu_ps(d + i, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+  }
+  widen_row_scalar(s + i, n - i, d + i);
+}
 #endif
-  for (; i < n; ++i) d[i] = bf16_bits_to_f32(s[i]);
+
+using WidenFn = void (*)(const uint16_t*, int64_t, float*);
+WidenFn widen_fn() {
+#if defined(__x86_64__)
+  if (isa_allows(Isa::avx512)) return widen_row_avx512;
+  if (isa_allows(Isa::avx2)) return widen_row_avx2;
+#endif
+  return widen_row_scalar;
 }
 
 // dst (rows x cols, dense) = widen(src rows x cols with row stride ld).
 void widen_block(const BFloat16* src, int64_t ld, int64_t rows, int64_t cols, float* dst) {
   const auto* s = reinterpret_cast<const uint16_t*>(src);
+  const WidenFn widen_row = widen_fn();
   if (rows * cols < (int64_t{1} << 16) || rows == 1 || omp_in_parallel()) {
     for (int64_t r = 0; r < rows; ++r) widen_row(s + r * ld, cols, dst + r * cols);
     return;
@@ -139,6 +164,16 @@ void for_each_batch(const GemmShape& s, F&& one) {
 }
 
 }  // namespace
+
+std::string eigen_description() {
+  const char* widen = "scalar";
+#if defined(__x86_64__)
+  if (isa_allows(Isa::avx512)) widen = "avx512";
+  else if (isa_allows(Isa::avx2)) widen = "avx2";
+#endif
+  return std::string("Eigen ") + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
+         " (" + Eigen::SimdInstructionSetsInUse() + ", compiled in; bf16 widened to f32 with " + widen + ")";
+}
 
 void gemm_eigen(const GemmShape& s, float alpha, const float* A, const float* B, float beta,
                 float* C) {

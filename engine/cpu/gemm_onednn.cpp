@@ -1,7 +1,8 @@
 // oneDNN GEMM backend (compiled only when oneDNN is found; LOWBIT_HAVE_DNNL=1).
 //
 // One matmul primitive per problem geometry, created once and cached (mutex-protected map keyed
-// by dtype, batch/broadcast, M, N, K, strides, transposes, alpha and beta). Transposes and
+// by dtype, batch/broadcast, M, N, K, strides, transposes, alpha, beta and the thread count,
+// which oneDNN's blocking depends on). Transposes and
 // leading dimensions are expressed as memory-descriptor strides, so nothing is copied.
 // alpha: output scale (attr.set_output_scales, oneDNN 2.x); beta: a sum post-op
 // (dst = alpha * A@B + beta * dst). beta == 0 gets no sum post-op, so C is write-only.
@@ -14,6 +15,7 @@
 //
 // If oneDNN offers only its reference implementation for a geometry (or none), the call goes to
 // the Eigen backend instead: the reference kernel is orders of magnitude slower.
+#include <omp.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <cstdlib>
@@ -24,6 +26,7 @@
 #include <unordered_map>
 
 #include "lowbit/engine/cpu/gemm.h"
+#include "lowbit/engine/cpu/isa.h"
 #include "lowbit/engine/error.h"
 
 namespace lowbit::cpu::detail {
@@ -39,8 +42,9 @@ struct Key {
   bool ta, tb;
   int64_t batch, M, N, K, lda, ldb, ldc, sa, sb, sc;
   uint32_t alpha_bits, beta_bits;
+  int threads;  // oneDNN plans a primitive's parallel split for the thread count at creation
   bool operator==(const Key& o) const {
-    return kind == o.kind && ta == o.ta && tb == o.tb && batch == o.batch && M == o.M &&
+    return threads == o.threads && kind == o.kind && ta == o.ta && tb == o.tb && batch == o.batch && M == o.M &&
            N == o.N && K == o.K && lda == o.lda && ldb == o.ldb && ldc == o.ldc && sa == o.sa &&
            sb == o.sb && sc == o.sc && alpha_bits == o.alpha_bits && beta_bits == o.beta_bits;
   }
@@ -54,6 +58,7 @@ struct KeyHash {
     for (int64_t v : {k.batch, k.M, k.N, k.K, k.lda, k.ldb, k.ldc, k.sa, k.sb, k.sc})
       mix(static_cast<uint64_t>(v));
     mix((uint64_t(k.alpha_bits) << 32) | k.beta_bits);
+    mix(static_cast<uint64_t>(k.threads));
     return static_cast<size_t>(h);
   }
 };
@@ -77,7 +82,10 @@ Cache& cache() {
 }
 
 dnnl::engine& cpu_engine() {
-  static dnnl::engine* e = new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  static dnnl::engine* e = [] {
+    apply_isa_cap_to_onednn();  // before oneDNN reads ONEDNN_MAX_CPU_ISA
+    return new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  }();
   return *e;
 }
 
@@ -173,7 +181,8 @@ void run(Kind kind, const GemmShape& s, float alpha, const TA* A, const TA* B, f
          float* C) {
   const Key key{kind,       s.trans_a,  s.trans_b,  s.batch,        s.M,
                 s.N,        s.K,        s.lda,      s.ldb,          s.ldc,
-                s.stride_a, s.stride_b, s.stride_c, bits_of(alpha), bits_of(beta == 0.0f ? 0.0f : beta)};
+                s.stride_a, s.stride_b, s.stride_c, bits_of(alpha), bits_of(beta == 0.0f ? 0.0f : beta),
+                omp_in_parallel() ? 1 : omp_get_max_threads()};
   const std::shared_ptr<const Entry> e = lookup(key);
   if (e->fallback) {
     gemm_eigen(s, alpha, A, B, beta, C);
@@ -209,6 +218,22 @@ void gemm_onednn(const GemmShape& s, float alpha, const float* A, const float* B
 void gemm_onednn(const GemmShape& s, float alpha, const BFloat16* A, const BFloat16* B, float beta,
                  float* C) {
   run(Kind::bf16, s, alpha, A, B, beta, C);
+}
+
+std::string onednn_description(bool bf16) {
+  const dnnl_version_t* v = dnnl_version();
+  std::string out = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+  const auto dt = bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  const int64_t n = 512;
+  try {
+    const memory::desc a({n, n}, dt, {n, 1}), b({n, n}, dt, {n, 1}), c({n, n}, memory::data_type::f32, {n, 1});
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), cpu_engine());
+    const std::string impl = pd.impl_info_str();
+    if (impl.rfind("ref", 0) == 0) return out + " has only its reference kernel (" + impl + "): Eigen runs it";
+    return out + " " + impl;
+  } catch (const dnnl::error&) {
+    return out + " has no kernel: Eigen runs it";
+  }
 }
 
 void onednn_clear_cache() {

@@ -10,6 +10,7 @@
 
 #include "lowbit/engine/autograd/gradcheck.h"
 #include "lowbit/engine/autograd/grad_mode.h"
+#include "lowbit/engine/cpu/gemm.h"
 #include "lowbit/engine/lowbit.h"
 #include "lowbit/models/generate.h"
 #include "lowbit/models/llama.h"
@@ -263,17 +264,32 @@ std::vector<float> train_params(int threads, const ModelOptions& o, int steps) {
   return all;
 }
 
-TEST(Llama, TrainingIsBitwiseDeterministicAtOneAndTwoThreads) {
+// Run to run, training is bitwise reproducible at a fixed thread count on every CPU.
+TEST(Llama, TrainingIsBitwiseDeterministicAtAFixedThreadCount) {
   for (bool bf16 : {false, true}) {
     ModelOptions o;
     o.seed = 21;
     if (bf16) o.compute_dtype = DType::bf16;
-    const auto a1 = train_params(1, o, 4), b1 = train_params(1, o, 4);
-    const auto a2 = train_params(2, o, 4), b2 = train_params(2, o, 4);
-    EXPECT_EQ(a1, b1) << "bf16=" << bf16;
-    EXPECT_EQ(a2, b2) << "bf16=" << bf16;
-    EXPECT_EQ(a1, a2) << "bf16=" << bf16;  // the kernels are thread-count invariant
+    for (int threads : {1, 2}) {
+      const auto a = train_params(threads, o, 4), b = train_params(threads, o, 4);
+      EXPECT_EQ(a, b) << "bf16=" << bf16 << " threads=" << threads;
+    }
   }
+}
+
+// Every kernel but GEMM is thread-count invariant: with the GEMMs pinned to one thread, training
+// at two threads equals training at one. (GEMM itself is not invariant on every CPU: oneDNN's
+// AVX2 sgemm splits K by thread count; docs/ARCHITECTURE.md "Determinism".)
+TEST(Llama, TrainingIsThreadCountInvariantWithGemmPinned) {
+  const int prev = cpu::set_gemm_max_threads(1);
+  for (bool bf16 : {false, true}) {
+    ModelOptions o;
+    o.seed = 21;
+    if (bf16) o.compute_dtype = DType::bf16;
+    const auto a1 = train_params(1, o, 4), a2 = train_params(2, o, 4);
+    EXPECT_EQ(a1, a2) << "bf16=" << bf16;
+  }
+  cpu::set_gemm_max_threads(prev);
 }
 
 TEST(Llama, Bf16MixedPrecisionKeepsF32MastersAndTracksF32) {

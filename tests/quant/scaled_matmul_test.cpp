@@ -21,6 +21,7 @@
 
 #include "lowbit/engine/lowbit.h"
 #include "lowbit/engine/storage.h"
+#include "lowbit/engine/cpu/isa.h"
 #include "lowbit/quant/int_gemm.h"
 #include "lowbit/quant/presets.h"
 #include "lowbit/quant/quantizer.h"
@@ -150,9 +151,9 @@ TEST(ScaledMatmul, EveryPresetMatchesTheDequantizedProductWithinTheAccumulationB
     const Tensor y_int = scaled_matmul(qa, qb, {MatmulPath::integer});
     const Check ci = against_bound(y_int, a_dq, b_dq);
     EXPECT_LE(ci.worst, 1.0) << "integer";
-    // automatic = integer where the VNNI kernel runs, else f32 tiles
-    const bool vnni = detail::int_kernel_runs(detail::IntKernel::vnni, qa, qb);
-    EXPECT_EQ(vals(scaled_matmul(qa, qb)), vnni ? vals(y_int) : vals(y_tiles));
+    // automatic = integer where a SIMD kernel runs, else f32 tiles
+    const bool simd = detail::best_int_kernel(qa, qb).has_value();
+    EXPECT_EQ(vals(scaled_matmul(qa, qb)), simd ? vals(y_int) : vals(y_tiles));
     // The two paths: each within the bound of the same reference, so within twice it of each other.
     const auto yi = vals(y_int), yt = vals(y_tiles);
     const auto pv = matmul(abs64(a_dq), abs64(b_dq).t()).contiguous().to_vector<double>();
@@ -272,16 +273,18 @@ QuantSpec int_spec(Format f, Granularity g, int64_t group = 0, bool symmetric = 
   return s;
 }
 
-// The kernels to check: the portable one always, the VNNI one where the CPU has it (test output
-// says when it was skipped).
+// The kernels to check: the portable one always, the AVX2 and VNNI ones where the CPU (and
+// LOWBIT_MAX_CPU_ISA) allows them (test output says when one was skipped).
 std::vector<detail::IntKernel> kernels_here(const QTensor& a, const QTensor& b) {
   std::vector<detail::IntKernel> ks{detail::IntKernel::portable};
-  if (detail::int_kernel_runs(detail::IntKernel::vnni, a, b)) ks.push_back(detail::IntKernel::vnni);
-  else std::printf("[ skip ] no AVX-512 VNNI kernel for this case on this CPU\n");
+  for (detail::IntKernel k : {detail::IntKernel::avx2, detail::IntKernel::vnni}) {
+    if (detail::int_kernel_runs(k, a, b)) ks.push_back(k);
+    else std::printf("[ skip ] no %s kernel for this case on this CPU\n", detail::int_kernel_name(k));
+  }
   return ks;
 }
 
-const char* kernel_name(detail::IntKernel k) { return k == detail::IntKernel::vnni ? "vnni" : "portable"; }
+const char* kernel_name(detail::IntKernel k) { return detail::int_kernel_name(k); }
 
 TEST(ScaledMatmul, IntegerKernelsEqualTheExactIntegerReferenceBitForBit) {
   // Activations: per-tensor modelopt (INT8_DEFAULT), per-token asymmetric (W4A8), per-token
@@ -298,7 +301,7 @@ TEST(ScaledMatmul, IntegerKernelsEqualTheExactIntegerReferenceBitForBit) {
                                        int_spec(Format::int4, Granularity::per_channel),
                                        int_spec(Format::int8, Granularity::per_group, 4)};
   const int64_t shapes[][3] = {{1, 1, 32}, {7, 33, 96}, {67, 45, 300}, {20, 300, 1024}};
-  int checked_vnni = 0;
+  int checked_vnni = 0, checked_avx2 = 0;
   for (const auto& sh : shapes) {
     const int64_t M = sh[0], N = sh[1], K = sh[2];
     const Tensor x = add(activations(M, K, 31 + M), 1.5);
@@ -318,10 +321,11 @@ TEST(ScaledMatmul, IntegerKernelsEqualTheExactIntegerReferenceBitForBit) {
           EXPECT_EQ(bitwise_mismatches(run_kernel(qa, qb, k, 2), ref), 0);
           EXPECT_EQ(bitwise_mismatches(run_kernel(qa, qb, k, 1), ref), 0);  // any thread count
           checked_vnni += k == detail::IntKernel::vnni;
+          checked_avx2 += k == detail::IntKernel::avx2;
         }
       }
   }
-  std::printf("[ info ] %d cases checked on the VNNI kernel\n", checked_vnni);
+  std::printf("[ info ] %d cases checked on the VNNI kernel, %d on the AVX2 kernel\n", checked_vnni, checked_avx2);
 }
 
 TEST(ScaledMatmul, IntegerKernelsOnZeroAndSaturatedCodes) {
@@ -366,20 +370,45 @@ TEST(ScaledMatmul, IntegerKernelsOnZeroAndSaturatedCodes) {
   }
 }
 
-TEST(ScaledMatmul, AutomaticPathNeedsTheVnniKernel) {
-  // K = 1002: the single K segment is not a multiple of 4, so the VNNI kernel cannot run;
-  // `integer` still runs (portable kernel, exact), `automatic` takes the f32 tiles.
-  const int64_t M = 9, N = 40, K = 1002;
+TEST(ScaledMatmul, AutomaticPathNeedsASimdKernel) {
+  // K = 1001: the single K segment is odd, so neither SIMD kernel can run; `integer` still runs
+  // (portable kernel, exact), `automatic` takes the f32 tiles.
+  const int64_t M = 9, N = 40, K = 1001;
   const Tensor x = activations(M, K, 51);
   Generator g(52);
   const Tensor w = randn({N, K}, 0.0, 0.05, DType::f32, &g);
   const QTensor qa = quantize(x, int_spec(Format::int8, Granularity::per_token, 0, false));
   const QTensor qb = quantize(w, int_spec(Format::int8, Granularity::per_channel));
   ASSERT_TRUE(integer_path_supported(qa, qb));
-  EXPECT_FALSE(detail::int_kernel_runs(detail::IntKernel::vnni, qa, qb));
-  EXPECT_THROW(detail::int_matmul(qa, qb, detail::IntKernel::vnni, nullptr), Error);
+  for (detail::IntKernel k : {detail::IntKernel::vnni, detail::IntKernel::avx2}) {
+    EXPECT_FALSE(detail::int_kernel_runs(k, qa, qb));
+    EXPECT_THROW(detail::int_matmul(qa, qb, k, nullptr), Error);
+  }
   EXPECT_EQ(bitwise_mismatches(vals(scaled_matmul(qa, qb, {MatmulPath::integer})), exact_integer_product(qa, qb)), 0);
   EXPECT_EQ(vals(scaled_matmul(qa, qb)), vals(scaled_matmul(qa, qb, {MatmulPath::f32_tiles})));
+}
+
+TEST(ScaledMatmul, IsaCapSelectsTheIntegerKernel) {
+  // K = 1002: segments even but not a multiple of 4 (AVX2 only); K = 1024: both kernels.
+  for (const int64_t K : {int64_t{1002}, int64_t{1024}}) {
+    const Tensor x = activations(5, K, 61);
+    Generator g(62);
+    const QTensor qa = quantize(x, int_spec(Format::int8, Granularity::per_token, 0, false));
+    const QTensor qb = quantize(randn({24, K}, 0.0, 0.05, DType::f32, &g), int_spec(Format::int4, Granularity::per_channel));
+    const auto exact = exact_integer_product(qa, qb);
+    {
+      const cpu::IsaCapGuard cap(cpu::Isa::generic);
+      EXPECT_FALSE(detail::best_int_kernel(qa, qb).has_value());
+      EXPECT_EQ(vals(scaled_matmul(qa, qb)), vals(scaled_matmul(qa, qb, {MatmulPath::f32_tiles})));
+    }
+    if (!cpu::isa_allows(cpu::Isa::avx2)) {
+      std::printf("[ skip ] this CPU has no AVX2\n");
+      continue;
+    }
+    const cpu::IsaCapGuard cap(cpu::Isa::avx2);
+    ASSERT_EQ(detail::best_int_kernel(qa, qb), detail::IntKernel::avx2) << "K=" << K;
+    EXPECT_EQ(bitwise_mismatches(vals(scaled_matmul(qa, qb)), exact), 0) << "K=" << K;
+  }
 }
 
 TEST(ScaledMatmul, BatchedActivationsAndBadInput) {
