@@ -15,6 +15,7 @@
 
 #include "lowbit/engine/lowbit.h"
 #include "lowbit/engine/cpu/gemm.h"
+#include "lowbit/engine/cpu/isa.h"
 #include "lowbit/models/llama.h"
 #include "lowbit/optim/adamw.h"
 #include "lowbit/quant/fake_quant.h"
@@ -203,9 +204,10 @@ void BM_ScaledMatmul(benchmark::State& state, const std::string& preset, int64_t
   state.counters["GFLOPS"] = benchmark::Counter(flops * static_cast<double>(state.iterations()) / 1e9,
                                                 benchmark::Counter::kIsRate);
   state.counters["gemm_GFLOPS"] = gemm;
-  const bool vnni = qa && integer_path_supported(*qa, qw) && detail::int_kernel_runs(detail::IntKernel::vnni, *qa, qw);
-  std::string label = path == MatmulPath::automatic && vnni ? "int32 VNNI" : "f32 tiles";
-  if (kernel) label = *kernel == detail::IntKernel::vnni ? "int32 VNNI" : "int32 portable";
+  const std::optional<detail::IntKernel> simd =
+      qa && integer_path_supported(*qa, qw) ? detail::best_int_kernel(*qa, qw) : std::nullopt;
+  std::string label = path == MatmulPath::automatic && simd ? std::string("int32 ") + detail::int_kernel_name(*simd) : "f32 tiles";
+  if (kernel) label = std::string("int32 ") + detail::int_kernel_name(*kernel);
   state.SetLabel(label + (p.input ? "" : ", f32 activations"));
 }
 
@@ -276,12 +278,15 @@ const int registered_scaled_matmul = [] {
                                    [name, M](benchmark::State& s) { BM_ScaledMatmul(s, name, M, MatmulPath::f32_tiles); })
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime();
-      benchmark::RegisterBenchmark(("scaled_matmul/" + name + "_int_portable/" + std::to_string(M)).c_str(),
-                                   [name, M](benchmark::State& s) {
-                                     BM_ScaledMatmul(s, name, M, MatmulPath::integer, detail::IntKernel::portable);
-                                   })
-          ->Unit(benchmark::kMillisecond)
-          ->UseRealTime();
+      for (detail::IntKernel k : {detail::IntKernel::portable, detail::IntKernel::avx2})
+        benchmark::RegisterBenchmark(
+            ("scaled_matmul/" + name + "_int_" + detail::int_kernel_name(k) + "/" + std::to_string(M)).c_str(),
+            [name, M, k](benchmark::State& s) {
+              if (k == detail::IntKernel::avx2 && !cpu::isa_allows(cpu::Isa::avx2)) return s.SkipWithError("no AVX2 on this CPU");
+              BM_ScaledMatmul(s, name, M, MatmulPath::integer, k);
+            })
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
     }
   }
   for (const char* name : {"plain", "W4A8", "NVFP4_DEFAULT"})

@@ -5,8 +5,14 @@
 #include <cstdlib>
 #include <exception>
 
+#include <omp.h>
+#include <unistd.h>
+
+#include "lowbit/engine/cpu/gemm.h"
+#include "lowbit/engine/cpu/isa.h"
 #include "lowbit/engine/error.h"
 #include "lowbit/engine/text.h"
+#include "lowbit/quant/scaled_matmul.h"
 
 namespace lowbit::tools {
 
@@ -72,7 +78,33 @@ std::string user_message(const char* what) {
   return located ? m.substr(colon + 2) : m;
 }
 
+namespace {
+
+// libgomp's threads spin GOMP_SPINCOUNT iterations at a barrier before they sleep (300,000 by
+// default, ~0.1-1 ms): on a machine where another process holds a core, the spinning thread keeps
+// its core while its partner waits for one, and a step took 15x longer (bench/README.md
+// "Contention"). A short spin keeps the idle-machine speed and degrades gracefully. libgomp reads
+// its variables when it loads, so they are set here and the tool re-executes itself once; any
+// OMP_WAIT_POLICY or GOMP_SPINCOUNT the user set is kept as it is.
+constexpr const char* kSpinCount = "20000";
+
+void set_openmp_wait_policy(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("LOWBIT_OMP_REEXEC")) return;
+  setenv("GOMP_SPINCOUNT", kSpinCount, 1);
+  setenv("LOWBIT_OMP_REEXEC", "1", 1);
+  execv("/proc/self/exe", argv);  // returns only on failure: run on with libgomp's defaults
+}
+
+}  // namespace
+
+void print_kernels_line(std::FILE* to) {
+  std::fprintf(to, "cpu: %s | %d threads | gemm %s | int8/int4 gemm: %s\n", cpu::isa_description().c_str(),
+              omp_get_max_threads(), cpu::gemm_kernels_description().c_str(),
+              quant::integer_kernel_description().c_str());
+}
+
 int tool_main(const char* tool, int (*run)(int, char**), int argc, char** argv) {
+  set_openmp_wait_policy(argv);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   try {
     return run(argc, argv);

@@ -56,6 +56,7 @@ int run(int argc, char** argv) {
   std::vector<bool> shard(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) shard[i] = is_token_shard(inputs[i]);
 
+  tools::print_kernels_line(stderr);  // stdout is the JSON result
   train::LoadedModel lm = train::load_model(model_path);
   models::CausalLM& model = *lm.model;
   model.eval();

@@ -44,6 +44,7 @@ int run(int argc, char** argv) {
     std::printf("%s\n", cfg.j.dump(2).c_str());
     return 0;
   }
+  tools::print_kernels_line();
   const train::RunResult r = train::run_training(cfg, {.dry_run = dry_run});
   if (r.interrupted) {
     std::printf("interrupted at step %lld; run the same command again to resume\n",

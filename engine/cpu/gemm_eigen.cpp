@@ -171,8 +171,10 @@ std::string eigen_description() {
   if (isa_allows(Isa::avx512)) widen = "avx512";
   else if (isa_allows(Isa::avx2)) widen = "avx2";
 #endif
+  std::string simd = Eigen::SimdInstructionSetsInUse();  // widest first: "AVX512, FMA, AVX2, ..."
+  simd = simd.substr(0, simd.find(','));
   return std::string("Eigen ") + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
-         " (" + Eigen::SimdInstructionSetsInUse() + ", compiled in; bf16 widened to f32 with " + widen + ")";
+         " (" + simd + ", compiled in; bf16 widening " + widen + ")";
 }
 
 void gemm_eigen(const GemmShape& s, float alpha, const float* A, const float* B, float beta,
