@@ -4,7 +4,8 @@
 //   dot_bf16_zmm  : _mm512_dpbf16_ps loop (each instruction: 16 lanes x 2 products = 64 flops)
 //   memcpy        : large-buffer copy, GB/s counting bytes read + bytes written (2 x size)
 // Compute benchmarks run on one thread and on all OpenMP threads (threads counter); counters are
-// GFLOPS = flops / wall time / 1e9 and GBps = bytes / wall time / 1e9.
+// GFLOPS = flops / wall time / 1e9 and GBps = bytes / wall time / 1e9. Each loop is compiled for
+// its own ISA and runs where the CPU (and LOWBIT_MAX_CPU_ISA) allows it, else reports a skip.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -14,9 +15,13 @@
 #include <cstring>
 #include <string>
 
-#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
-#endif
+
+#include "lowbit/engine/cpu/isa.h"
+
+#define LOWBIT_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+#define LOWBIT_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
+#define LOWBIT_AVX2 __attribute__((target("avx2,fma")))
 
 namespace {
 
@@ -24,9 +29,8 @@ constexpr int64_t kInner = 1 << 20;  // loop trips per thread per iteration (~5 
 
 volatile float g_sink;
 
-#if defined(__AVX512F__)
 // (_mm512_reduce_add_ps trips a GCC 12 -Wuninitialized false positive in its own header.)
-float hsum(__m512 v) {
+LOWBIT_AVX512 float hsum(__m512 v) {
   alignas(64) float f[16];
   _mm512_store_ps(f, v);
   float s = 0;
@@ -35,7 +39,7 @@ float hsum(__m512 v) {
 }
 
 // 16 chains: FMA latency 4 cycles x 2 pipes on Zen 4 needs >= 8 in flight; 16 leaves margin.
-__attribute__((noinline)) float fma_zmm_loop(int64_t n) {
+LOWBIT_AVX512 __attribute__((noinline)) float fma_zmm_loop(int64_t n) {
   __m512 acc[16];
   for (int i = 0; i < 16; ++i) acc[i] = _mm512_set1_ps(0.001f * i);
   const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
@@ -49,8 +53,7 @@ __attribute__((noinline)) float fma_zmm_loop(int64_t n) {
 }
 constexpr double kFmaZmmFlops = 16.0 * 16 * 2;  // per trip
 
-#if defined(__AVX512BF16__)
-__attribute__((noinline)) float dot_bf16_loop(int64_t n) {
+LOWBIT_AVX512BF16 __attribute__((noinline)) float dot_bf16_loop(int64_t n) {
   __m512 acc[16];
   for (int i = 0; i < 16; ++i) acc[i] = _mm512_set1_ps(0.001f * i);
   const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3F80);  // 1.0
@@ -64,11 +67,8 @@ __attribute__((noinline)) float dot_bf16_loop(int64_t n) {
   return hsum(s);
 }
 constexpr double kDotBf16Flops = 16.0 * 16 * 2 * 2;  // per trip: 16 instr x 16 lanes x 2 pairs
-#endif
-#endif
 
-#if defined(__AVX2__) && defined(__FMA__)
-__attribute__((noinline)) float fma_ymm_loop(int64_t n) {
+LOWBIT_AVX2 __attribute__((noinline)) float fma_ymm_loop(int64_t n) {
   __m256 acc[16];
   for (int i = 0; i < 16; ++i) acc[i] = _mm256_set1_ps(0.001f * i);
   const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
@@ -83,9 +83,12 @@ __attribute__((noinline)) float fma_ymm_loop(int64_t n) {
   return out[0] + out[7];
 }
 constexpr double kFmaYmmFlops = 16.0 * 8 * 2;
-#endif
 
-void bm_compute(benchmark::State& st, float (*loop)(int64_t), double flops_per_trip) {
+void bm_compute(benchmark::State& st, float (*loop)(int64_t), double flops_per_trip, lowbit::cpu::Isa needs) {
+  if (!lowbit::cpu::isa_allows(needs)) {
+    st.SkipWithError((std::string("needs ") + lowbit::cpu::isa_name(needs)).c_str());
+    return;
+  }
   const int threads = static_cast<int>(st.range(0));
   for (auto _ : st) {
     float total = 0;
@@ -143,18 +146,12 @@ void memcpy_args(benchmark::internal::Benchmark* b) {
   }
 }
 
-#if defined(__AVX512F__)
-void fma_f32_zmm(benchmark::State& st) { bm_compute(st, fma_zmm_loop, kFmaZmmFlops); }
+void fma_f32_zmm(benchmark::State& st) { bm_compute(st, fma_zmm_loop, kFmaZmmFlops, lowbit::cpu::Isa::avx512); }
 BENCHMARK(fma_f32_zmm)->Apply(thread_args)->UseRealTime();
-#endif
-#if defined(__AVX2__) && defined(__FMA__)
-void fma_f32_ymm(benchmark::State& st) { bm_compute(st, fma_ymm_loop, kFmaYmmFlops); }
+void fma_f32_ymm(benchmark::State& st) { bm_compute(st, fma_ymm_loop, kFmaYmmFlops, lowbit::cpu::Isa::avx2); }
 BENCHMARK(fma_f32_ymm)->Apply(thread_args)->UseRealTime();
-#endif
-#if defined(__AVX512F__) && defined(__AVX512BF16__)
-void dot_bf16_zmm(benchmark::State& st) { bm_compute(st, dot_bf16_loop, kDotBf16Flops); }
+void dot_bf16_zmm(benchmark::State& st) { bm_compute(st, dot_bf16_loop, kDotBf16Flops, lowbit::cpu::Isa::avx512_bf16); }
 BENCHMARK(dot_bf16_zmm)->Apply(thread_args)->UseRealTime();
-#endif
 void memcpy_bw(benchmark::State& st) { bm_memcpy(st); }
 BENCHMARK(memcpy_bw)->Apply(memcpy_args)->UseRealTime()->Unit(benchmark::kMillisecond);
 

@@ -56,7 +56,6 @@ int run(int argc, char** argv) {
   std::vector<bool> shard(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) shard[i] = is_token_shard(inputs[i]);
 
-  tools::print_kernels_line(stderr);  // stdout is the JSON result
   train::LoadedModel lm = train::load_model(model_path);
   models::CausalLM& model = *lm.model;
   model.eval();
@@ -109,6 +108,7 @@ int run(int argc, char** argv) {
     train::calibrate_on_documents(model, docs, o, calib_batches);
   });
   const std::string preset = lm.quant.preset && mode != "none" ? " (" + lm.quant.preset->name + ")" : "";
+  tools::print_kernels_line(stderr);  // stdout is the JSON result
   std::fprintf(stderr, "eval_ppl: %s, quant mode %s%s; %zu documents, window %lld, stride %lld\n",
                lm.description.c_str(), mode.c_str(), preset.c_str(), docs.size(),
                static_cast<long long>(o.window), static_cast<long long>(o.stride ? o.stride : o.window));
