@@ -86,7 +86,7 @@ namespace {
 // "Contention"). A short spin keeps the idle-machine speed and degrades gracefully. libgomp reads
 // its variables when it loads, so they are set here and the tool re-executes itself once; any
 // OMP_WAIT_POLICY or GOMP_SPINCOUNT the user set is kept as it is.
-constexpr const char* kSpinCount = "20000";
+constexpr const char* kSpinCount = "3000";
 
 void set_openmp_wait_policy(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("LOWBIT_OMP_REEXEC")) return;
