@@ -17,7 +17,15 @@ if(NOT LOWBIT_CUDA STREQUAL "OFF")
     endif()
     set(CMAKE_CUDA_STANDARD 20)
     set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+    # CMake 3.25's FindCUDAToolkit sets a property on CUDA::nvToolsExt without checking that the
+    # target exists when the project requires >= 3.25, and CUDA 12+ has no libnvToolsExt: the
+    # configure fails (fixed in CMake 3.26). Find the toolkit under the older policy level.
+    set(lowbit_min_version ${CMAKE_MINIMUM_REQUIRED_VERSION})
+    if(CMAKE_VERSION VERSION_LESS 3.26)
+      set(CMAKE_MINIMUM_REQUIRED_VERSION 3.24)
+    endif()
     find_package(CUDAToolkit)
+    set(CMAKE_MINIMUM_REQUIRED_VERSION ${lowbit_min_version})
     find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} $ENV{NCCL_HOME}/include)
     find_library(NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} $ENV{NCCL_HOME}/lib)
     if(CUDAToolkit_FOUND AND TARGET CUDA::cudart AND TARGET CUDA::cublasLt)

@@ -64,6 +64,7 @@ bind() {  # bind SRC DST [ro]
 mount -t proc proc "$root/proc" && mounts+=("$root/proc")
 bind /sys "$root/sys"
 bind /dev "$root/dev"
+bind /dev/pts "$root/dev/pts"
 cuda_path=""
 if [ -d /usr/local/cuda ]; then
   real=$(readlink -f /usr/local/cuda)
