@@ -28,8 +28,9 @@
 namespace lowbit::quant {
 
 enum class MatmulPath {
-  automatic,  // integer where a SIMD kernel (VNNI or AVX2) runs, else f32 tiles (the portable
-              // integer kernel is slower than f32 tiles + oneDNN's sgemm; bench/README.md)
+  automatic,  // integer where a SIMD kernel runs (VNNI; AVX2 for int4 weights, or int8 ones
+              // from 64 rows on), else f32 tiles (the portable integer kernel is slower than
+              // f32 tiles + oneDNN's sgemm; bench/README.md)
   f32_tiles,
   integer,    // the best SIMD kernel, else the portable one; an Error when not integer_path_supported
 };

@@ -151,9 +151,11 @@ TEST(ScaledMatmul, EveryPresetMatchesTheDequantizedProductWithinTheAccumulationB
     const Tensor y_int = scaled_matmul(qa, qb, {MatmulPath::integer});
     const Check ci = against_bound(y_int, a_dq, b_dq);
     EXPECT_LE(ci.worst, 1.0) << "integer";
-    // automatic = integer where a SIMD kernel runs, else f32 tiles
-    const bool simd = detail::best_int_kernel(qa, qb).has_value();
-    EXPECT_EQ(vals(scaled_matmul(qa, qb)), simd ? vals(y_int) : vals(y_tiles));
+    // automatic = integer where a SIMD kernel runs (AVX2: int4 weights, or int8 ones from 64
+    // rows on; M = 37 here), else f32 tiles
+    const auto simd = detail::best_int_kernel(qa, qb);
+    const bool int_wins = simd && (*simd == detail::IntKernel::vnni || qb.spec.format == Format::int4);
+    EXPECT_EQ(vals(scaled_matmul(qa, qb)), int_wins ? vals(y_int) : vals(y_tiles));
     // The two paths: each within the bound of the same reference, so within twice it of each other.
     const auto yi = vals(y_int), yt = vals(y_tiles);
     const auto pv = matmul(abs64(a_dq), abs64(b_dq).t()).contiguous().to_vector<double>();
@@ -407,7 +409,14 @@ TEST(ScaledMatmul, IsaCapSelectsTheIntegerKernel) {
     }
     const cpu::IsaCapGuard cap(cpu::Isa::avx2);
     ASSERT_EQ(detail::best_int_kernel(qa, qb), detail::IntKernel::avx2) << "K=" << K;
-    EXPECT_EQ(bitwise_mismatches(vals(scaled_matmul(qa, qb)), exact), 0) << "K=" << K;
+    EXPECT_EQ(bitwise_mismatches(vals(scaled_matmul(qa, qb)), exact), 0) << "K=" << K;  // int4 weights
+    // int8 weights: AVX2 from 64 rows on, f32 tiles below
+    for (const int64_t M : {int64_t{5}, int64_t{64}}) {
+      const QTensor q8a = quantize(activations(M, K, 63), int_spec(Format::int8, Granularity::per_token, 0, false));
+      const QTensor q8b = quantize(randn({24, K}, 0.0, 0.05, DType::f32, &g), int_spec(Format::int8, Granularity::per_channel));
+      const auto want = M >= 64 ? exact_integer_product(q8a, q8b) : vals(scaled_matmul(q8a, q8b, {MatmulPath::f32_tiles}));
+      EXPECT_EQ(bitwise_mismatches(vals(scaled_matmul(q8a, q8b)), want), 0) << "K=" << K << " M=" << M;
+    }
   }
 }
 
