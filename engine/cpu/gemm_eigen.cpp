@@ -171,8 +171,15 @@ std::string eigen_description() {
   if (isa_allows(Isa::avx512)) widen = "avx512";
   else if (isa_allows(Isa::avx2)) widen = "avx2";
 #endif
-  std::string simd = Eigen::SimdInstructionSetsInUse();  // widest first: "AVX512, FMA, AVX2, ..."
-  simd = simd.substr(0, simd.find(','));
+#if defined(EIGEN_VECTORIZE_AVX512)
+  const char* simd = "avx512";
+#elif defined(EIGEN_VECTORIZE_AVX2) && defined(EIGEN_VECTORIZE_FMA)
+  const char* simd = "avx2+fma";
+#elif defined(EIGEN_VECTORIZE_AVX)
+  const char* simd = "avx";
+#else
+  const char* simd = "sse";
+#endif
   return std::string("Eigen ") + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
          " (" + simd + ", compiled in; bf16 widening " + widen + ")";
 }
