@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages lowbit builds against (plus any given as arguments). Idempotent; skips apt when all are present.
+# Everything the build and tests need on a minbase Debian 12 (scripts/check_fresh.sh proves it),
+# except the CUDA toolkit, which comes with the machine image. oneDNN is found by header and
+# library (CMakeLists.txt), so its CMake package's OpenCL requirement does not apply.
 set -euo pipefail
 pkgs=(cmake ninja-build g++ ccache libeigen3-dev libdnnl-dev nlohmann-json3-dev
       libgtest-dev libgmock-dev libbenchmark-dev libopenmpi-dev openmpi-bin libopenblas-dev libomp-dev
