@@ -114,15 +114,19 @@ Tensor scaled_matmul(const QTensor& a, const QTensor& b, const ScaledMatmulOptio
     LOWBIT_CHECK(supported, op, ": the integer path needs int8 activations and int8/int4 ",
                  "symmetric weights with scale groups along K, got ", format_name(a.spec.format), " x ",
                  format_name(b.spec.format));
-  const std::optional<IntKernel> simd = supported ? best_int_kernel(a, b) : std::nullopt;
+  // The best SIMD kernel, else the portable one (a plain value: GCC 12 -O3 misreads an optional).
+  IntKernel kernel = IntKernel::portable;
+  if (supported)
+    if (const std::optional<IntKernel> k = best_int_kernel(a, b)) kernel = *k;
   // The AVX2 kernel packs b to s16 panels (a fixed cost per call, ~1.4 ms for 2048 x 2048 int8
   // here) and beats f32 tiles from about 56 rows on for int8 weights, at any M for int4 weights
   // (bench/README.md "Any x86-64 CPU").
   constexpr int64_t kAvx2MinRowsInt8 = 64;
-  const bool simd_wins = simd && (*simd != IntKernel::avx2 || b.spec.format == Format::int4 || M >= kAvx2MinRowsInt8);
+  const bool simd_wins = kernel == IntKernel::vnni ||
+                         (kernel == IntKernel::avx2 && (b.spec.format == Format::int4 || M >= kAvx2MinRowsInt8));
   Tensor y = empty(out_shape(a.shape, N), DType::f32);
   if (opts.path == MatmulPath::integer || (opts.path == MatmulPath::automatic && simd_wins))
-    int_matmul(a, b, simd.value_or(IntKernel::portable), y.data<float>());
+    int_matmul(a, b, kernel, y.data<float>());
   else f32_tiles(&a, nullptr, b, M, N, K, y.data<float>());
   return y;
 }
