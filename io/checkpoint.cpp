@@ -6,8 +6,8 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <sstream>
+#include <string_view>
 
 #include "lowbit/io/crc32c.h"
 #include "lowbit/io/file_io.h"
@@ -40,11 +40,23 @@ uint32_t tensor_crc(const Tensor& t) {
   return crc32c(c.raw_data(), static_cast<size_t>(dtype_nbytes(c.dtype(), c.numel())));
 }
 
+// "step_" followed by 8 to 18 digits.
 std::optional<int64_t> step_of(const std::string& dirname) {
-  static const std::regex re("step_([0-9]{8,18})");
-  std::smatch m;
-  if (!std::regex_match(dirname, m, re)) return std::nullopt;
-  return std::stoll(m[1].str());
+  constexpr std::string_view prefix = "step_";
+  if (dirname.rfind(prefix, 0) != 0) return std::nullopt;
+  const std::string digits = dirname.substr(prefix.size());
+  if (digits.size() < 8 || digits.size() > 18) return std::nullopt;
+  for (char c : digits)
+    if (c < '0' || c > '9') return std::nullopt;
+  return std::stoll(digits);
+}
+
+bool is_component_name(const std::string& name) {
+  if (name.empty()) return false;
+  for (char c : name)
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+      return false;
+  return true;
 }
 
 }  // namespace
@@ -56,8 +68,7 @@ CheckpointManager::CheckpointManager(std::string root, CheckpointOptions opts) :
 }
 
 void CheckpointManager::register_component(const std::string& name, SaveFn save, LoadFn load) {
-  static const std::regex re("[A-Za-z0-9_-]+");
-  LOWBIT_CHECK(std::regex_match(name, re), "checkpoint: component name '", name, "' must match [A-Za-z0-9_-]+");
+  LOWBIT_CHECK(is_component_name(name), "checkpoint: component name '", name, "' must match [A-Za-z0-9_-]+");
   for (const auto& c : components_) LOWBIT_CHECK(c.name != name, "checkpoint: component '", name, "' registered twice");
   components_.push_back({name, std::move(save), std::move(load)});
 }

@@ -289,6 +289,13 @@ TEST(Checkpoint, KeepsTheNewestNAndCleansInterruptedSaves) {
   EXPECT_EQ(empty.resume(), std::nullopt);
   EXPECT_THROW(m.register_component("w", {}, {}), Error);
   EXPECT_THROW(m.register_component("bad/name", {}, {}), Error);
+  EXPECT_THROW(m.register_component("", {}, {}), Error);
+  EXPECT_THROW(m.register_component("a b", {}, {}), Error);
+  EXPECT_NO_THROW(m.register_component("Lora_A-0", {}, {}));
+  // Only step_ + 8 to 18 digits names a checkpoint; anything else in the root is not one.
+  for (const char* n : {"step_1234567", "step_0000005a", "xstep_00000050", "step_1234567890123456789", "step_"})
+    fs::create_directories(d + "/" + n);
+  EXPECT_EQ(m.complete_steps(), (std::vector<int64_t>{30, 40}));
 }
 
 TEST(OptimizerState, RoundTripsAndRejectsMismatches) {
