@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <unistd.h>
 
@@ -70,6 +71,8 @@ int run(int argc, char** argv) {
   std::optional<int64_t> shard_eos;
   const std::string sep = tools::unescape(args.get_or("doc-separator", ""));
   for (size_t i = 0; i < inputs.size(); ++i) {
+    LOWBIT_CHECK(!std::filesystem::is_directory(inputs[i]), "input ", inputs[i],
+                 " is a directory: name the text files or token shards (.bin) in it");
     std::vector<train::Document> d;
     if (shard[i]) {
       const io::TokenShard s(inputs[i]);
@@ -81,7 +84,11 @@ int run(int argc, char** argv) {
     docs.insert(docs.end(), std::make_move_iterator(d.begin()), std::make_move_iterator(d.end()));
   }
   if (limit > 0 && static_cast<int64_t>(docs.size()) > limit) docs.resize(static_cast<size_t>(limit));
-  LOWBIT_CHECK(!docs.empty(), "the inputs hold no documents");
+  if (docs.empty()) {
+    std::string names;
+    for (const std::string& in : inputs) names += (names.empty() ? "" : ", ") + in;
+    LOWBIT_FAIL("the inputs hold no documents: ", names);
+  }
 
   train::PplOptions o;
   const models::ModelConfig& mc = model.config();
