@@ -15,7 +15,6 @@
 
 #include "lowbit/engine/lowbit.h"
 #include "lowbit/engine/cpu/gemm.h"
-#include "lowbit/engine/cpu/isa.h"
 #include "lowbit/models/llama.h"
 #include "lowbit/optim/adamw.h"
 #include "lowbit/quant/fake_quant.h"
@@ -282,7 +281,7 @@ const int registered_scaled_matmul = [] {
         benchmark::RegisterBenchmark(
             ("scaled_matmul/" + name + "_int_" + detail::int_kernel_name(k) + "/" + std::to_string(M)).c_str(),
             [name, M, k](benchmark::State& s) {
-              if (k == detail::IntKernel::avx2 && !cpu::isa_allows(cpu::Isa::avx2)) return s.SkipWithError("no AVX2 on this CPU");
+              if (!detail::int_kernel_allowed(k)) return s.SkipWithError("this CPU cannot run the kernel");
               BM_ScaledMatmul(s, name, M, MatmulPath::integer, k);
             })
             ->Unit(benchmark::kMillisecond)

@@ -49,6 +49,20 @@ struct Scratch {
   uint8_t* get(int t) { return bufs[static_cast<size_t>(t)].data<uint8_t>(); }
 };
 
+// Runs f(m0, m1, n0, n1, scratch) for every block of kMC rows x nc columns of y (M, N): each
+// block on one thread, in a dynamic schedule, with `bytes` of that thread's scratch.
+template <class F>
+void for_each_block(int64_t M, int64_t N, int64_t nc, int64_t bytes, F f) {
+  const int64_t nb = ceil_div(N, nc), tasks = ceil_div(M, kMC) * nb;
+  const int threads = threads_for(tasks);
+  Scratch scratch(threads, bytes);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (tasks > 1)
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t m0 = (t / nb) * kMC, n0 = (t % nb) * nc;
+    f(m0, std::min(M, m0 + kMC), n0, std::min(N, n0 + nc), scratch.get(omp_get_thread_num()));
+  }
+}
+
 // One operand's scale groups along K: dequant multiplier (torchao: scale; modelopt: 1 / s') and
 // integer zero point of group h.
 struct IntOperand {
@@ -83,17 +97,11 @@ struct Problem {
 // in a (kMC, kNC) accumulator tile.
 void portable_matmul(const Problem& P, const QTensor& b, float* y) {
   const int64_t M = P.M, N = P.N, K = P.K, seg = P.seg;
-  const int64_t mb = ceil_div(M, kMC), nb = ceil_div(N, kNC), tasks = mb * nb;
-  const int threads = threads_for(tasks);
   // Per thread: int16 codes of b transposed (kKC, kNC), int32 accumulators (kMC, kNC), column
   // sums and multipliers (kNC).
   const int64_t bytes = 2 * kKC * kNC + 4 * kMC * kNC + 8 * kNC;
-  Scratch scratch(threads, bytes);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (tasks > 1)
-  for (int64_t t = 0; t < tasks; ++t) {
-    const int64_t m0 = (t / nb) * kMC, m1 = std::min(M, m0 + kMC), mc = m1 - m0;
-    const int64_t n0 = (t % nb) * kNC, n1 = std::min(N, n0 + kNC), nc = n1 - n0;
-    uint8_t* base = scratch.get(omp_get_thread_num());
+  for_each_block(M, N, kNC, bytes, [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1, uint8_t* base) {
+    const int64_t mc = m1 - m0, nc = n1 - n0;
     auto* bt = reinterpret_cast<int16_t*>(base);                 // (kc, nc)
     auto* acc = reinterpret_cast<int32_t*>(bt + kKC * kNC);      // (mc, nc)
     auto* csum = acc + kMC * kNC;                                // (nc)
@@ -146,7 +154,7 @@ void portable_matmul(const Problem& P, const QTensor& b, float* y) {
         ks = ke;
       }
     }
-  }
+  });
 }
 
 #ifdef LOWBIT_INT_GEMM_X86
@@ -350,17 +358,10 @@ void vnni_matmul(const Problem& P, const QTensor& a, const QTensor& b, float* y)
   const bool asym = kind_of(a.spec) == Kind::int_torchao_asym;
   const int32_t cb = b.spec.format == Format::int8 ? 128 : 8;
   const int64_t nc = std::clamp<int64_t>((int64_t{1} << 18) / K / kNR * kNR, kNR, kNC);
-  const int64_t mb = ceil_div(M, kMC), nb = ceil_div(N, nc), tasks = mb * nb;
-  const int threads = threads_for(tasks);
   const int64_t panels = nc / kNR;
   const int64_t panel_bytes = kNR * K + 8 * nseg * kNR;  // codes, fb, csum
   const int64_t bytes = panels * panel_bytes + 12 * kMR * nseg;
-  Scratch scratch(threads, bytes);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (tasks > 1)
-  for (int64_t t = 0; t < tasks; ++t) {
-    const int64_t m0 = (t / nb) * kMC, m1 = std::min(M, m0 + kMC);
-    const int64_t n0 = (t % nb) * nc, n1 = std::min(N, n0 + nc);
-    uint8_t* base = scratch.get(omp_get_thread_num());
+  for_each_block(M, N, nc, bytes, [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1, uint8_t* base) {
     Panel pan[kNC / kNR];
     const int64_t np = ceil_div(n1 - n0, kNR);
     for (int64_t p = 0; p < np; ++p) {
@@ -387,7 +388,7 @@ void vnni_matmul(const Problem& P, const QTensor& a, const QTensor& b, float* y)
       for (int64_t p = 0; p < np; ++p)
         kernel(P.a + m * K, K, pan[p], rows, nseg, seg, y + m * N + n0 + p * kNR, N);
     }
-  }
+  });
 }
 
 // ---- AVX2 kernel (no VNNI): codes widened to int16, vpmaddwd (s16 x s16, adjacent pairs summed
@@ -497,17 +498,10 @@ void avx2_matmul(const Problem& P, const QTensor& a, const QTensor& b, float* y)
   const int64_t M = P.M, N = P.N, K = P.K, seg = P.seg, nseg = K / seg;
   const bool asym = kind_of(a.spec) == Kind::int_torchao_asym;
   const int64_t nc = std::clamp<int64_t>((int64_t{1} << 18) / (2 * K) / kNR2 * kNR2, kNR2, kNC);
-  const int64_t mb = ceil_div(M, kMC), nb = ceil_div(N, nc), tasks = mb * nb;
-  const int threads = threads_for(tasks);
   const int64_t panels = nc / kNR2;
   const int64_t panel_bytes = 2 * kNR2 * K + 8 * nseg * kNR2;  // codes, fb, csum
   const int64_t bytes = panels * panel_bytes + 2 * kNR2 * K + 2 * kMR2 * K + 8 * kMR2 * nseg;
-  Scratch scratch(threads, bytes);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (tasks > 1)
-  for (int64_t t = 0; t < tasks; ++t) {
-    const int64_t m0 = (t / nb) * kMC, m1 = std::min(M, m0 + kMC);
-    const int64_t n0 = (t % nb) * nc, n1 = std::min(N, n0 + nc);
-    uint8_t* base = scratch.get(omp_get_thread_num());
+  for_each_block(M, N, nc, bytes, [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1, uint8_t* base) {
     auto* tmp = reinterpret_cast<int16_t*>(base + panels * panel_bytes);
     int16_t* astrip = tmp + kNR2 * K;
     auto* fa = reinterpret_cast<float*>(astrip + kMR2 * K);
@@ -533,7 +527,7 @@ void avx2_matmul(const Problem& P, const QTensor& a, const QTensor& b, float* y)
       const Kernel2Fn kernel = asym ? kernel2_for<true>(mr) : kernel2_for<false>(mr);
       for (int64_t p = 0; p < np; ++p) kernel(astrip, K, pan[p], rows, nseg, seg, y + m * N + n0 + p * kNR2, N);
     }
-  }
+  });
 }
 
 #endif  // LOWBIT_INT_GEMM_X86
@@ -561,15 +555,19 @@ const char* int_kernel_name(IntKernel k) {
   return "?";
 }
 
-bool int_kernel_runs(IntKernel k, const QTensor& a, const QTensor& b) {
+bool int_kernel_allowed(IntKernel k) {
   if (k == IntKernel::portable) return true;
 #ifdef LOWBIT_INT_GEMM_X86
-  const int64_t seg = std::gcd(k_groups(a).seg, k_groups(b).seg);
-  if (k == IntKernel::vnni) return cpu::isa_allows(cpu::Isa::avx512_vnni) && seg % 4 == 0;
-  return cpu::isa_allows(cpu::Isa::avx2) && seg % 2 == 0;
+  return cpu::isa_allows(k == IntKernel::vnni ? cpu::Isa::avx512_vnni : cpu::Isa::avx2);
 #else
   return false;
 #endif
+}
+
+bool int_kernel_runs(IntKernel k, const QTensor& a, const QTensor& b) {
+  const int64_t seg = std::gcd(k_groups(a).seg, k_groups(b).seg);
+  const int64_t granule = k == IntKernel::vnni ? 4 : k == IntKernel::avx2 ? 2 : 1;  // codes per vector lane
+  return int_kernel_allowed(k) && seg % granule == 0;
 }
 
 std::optional<IntKernel> best_int_kernel(const QTensor& a, const QTensor& b) {

@@ -23,6 +23,8 @@ enum class IntKernel {
 
 const char* int_kernel_name(IntKernel k);
 
+// Whether this CPU (and LOWBIT_MAX_CPU_ISA) allows kernel k at all.
+bool int_kernel_allowed(IntKernel k);
 // Whether kernel k can run a · bᵀ on this CPU, given that integer_path_supported(a, b).
 bool int_kernel_runs(IntKernel k, const QTensor& a, const QTensor& b);
 

@@ -9,7 +9,6 @@
 
 #include "lowbit/engine/autograd/grad_mode.h"
 #include "lowbit/engine/cpu/gemm.h"
-#include "lowbit/engine/cpu/isa.h"
 #include "lowbit/quant/int_gemm.h"
 #include "lowbit/quant/scale_groups.h"
 #include "lowbit/quant/tile_decode.h"
@@ -99,8 +98,8 @@ bool integer_path_supported(const QTensor& a, const QTensor& b) {
 }
 
 std::string integer_kernel_description() {
-  if (cpu::isa_allows(cpu::Isa::avx512_vnni)) return "avx512_vnni (vpdpbusd)";
-  if (cpu::isa_allows(cpu::Isa::avx2)) return "avx2 (s16 vpmaddwd)";
+  if (int_kernel_allowed(IntKernel::vnni)) return "avx512_vnni (vpdpbusd)";
+  if (int_kernel_allowed(IntKernel::avx2)) return "avx2 (s16 vpmaddwd)";
   return "none: dequantized f32 tiles (the portable integer kernel only on request)";
 }
 

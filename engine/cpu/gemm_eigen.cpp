@@ -86,19 +86,23 @@ __attribute__((target("avx2"))) void widen_row_avx2(const uint16_t* s, int64_t n
 }
 #endif
 
-using WidenFn = void (*)(const uint16_t*, int64_t, float*);
-WidenFn widen_fn() {
+// The widest widening loop the CPU (and LOWBIT_MAX_CPU_ISA) allows.
+struct Widen {
+  void (*row)(const uint16_t*, int64_t, float*);
+  const char* name;
+};
+Widen widen_kernel() {
 #if defined(__x86_64__)
-  if (isa_allows(Isa::avx512)) return widen_row_avx512;
-  if (isa_allows(Isa::avx2)) return widen_row_avx2;
+  if (isa_allows(Isa::avx512)) return {widen_row_avx512, "avx512"};
+  if (isa_allows(Isa::avx2)) return {widen_row_avx2, "avx2"};
 #endif
-  return widen_row_scalar;
+  return {widen_row_scalar, "scalar"};
 }
 
 // dst (rows x cols, dense) = widen(src rows x cols with row stride ld).
 void widen_block(const BFloat16* src, int64_t ld, int64_t rows, int64_t cols, float* dst) {
   const auto* s = reinterpret_cast<const uint16_t*>(src);
-  const WidenFn widen_row = widen_fn();
+  const auto widen_row = widen_kernel().row;
   if (rows * cols < (int64_t{1} << 16) || rows == 1 || omp_in_parallel()) {
     for (int64_t r = 0; r < rows; ++r) widen_row(s + r * ld, cols, dst + r * cols);
     return;
@@ -166,11 +170,6 @@ void for_each_batch(const GemmShape& s, F&& one) {
 }  // namespace
 
 std::string eigen_description() {
-  const char* widen = "scalar";
-#if defined(__x86_64__)
-  if (isa_allows(Isa::avx512)) widen = "avx512";
-  else if (isa_allows(Isa::avx2)) widen = "avx2";
-#endif
 #if defined(EIGEN_VECTORIZE_AVX512)
   const char* simd = "avx512";
 #elif defined(EIGEN_VECTORIZE_AVX2) && defined(EIGEN_VECTORIZE_FMA)
@@ -181,7 +180,7 @@ std::string eigen_description() {
   const char* simd = "sse";
 #endif
   return std::string("Eigen ") + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
-         " (" + simd + ", compiled in; bf16 widening " + widen + ")";
+         " (" + simd + ", compiled in; bf16 widening " + widen_kernel().name + ")";
 }
 
 void gemm_eigen(const GemmShape& s, float alpha, const float* A, const float* B, float beta,
