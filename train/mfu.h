@@ -26,7 +26,8 @@ class MfuMeter {
  public:
   static constexpr int kMaxRemeasures = 3;
   explicit MfuMeter(DType dtype);
-  // The fraction of the reference that `flops_per_s` is; re-measures the reference when above 1.
+  // The fraction of the reference that `flops_per_s` is; re-measures the reference when above 1,
+  // so a result above 1 means flagged().
   double mfu(double flops_per_s);
   // True once MFU stayed above 100% after kMaxRemeasures re-measures.
   bool flagged() const { return flagged_; }
