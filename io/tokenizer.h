@@ -1,26 +1,32 @@
-// Byte-level BPE tokenizer of the GPT-2 / Llama-3 family, compatible with Hugging Face
-// `tokenizer.json` files (model type BPE, ByteLevel pre-tokenizer and decoder).
+// Hugging Face `tokenizer.json` BPE tokenizers (GPT-2, Llama-3, Qwen2/2.5/3, Llama-2, Mistral
+// layouts) and SentencePiece `tokenizer.model` files, with ids identical to the reference
+// (`tokenizers` for tokenizer.json, libsentencepiece itself for .model files).
 //
-// Encoding runs the same pipeline as the `tokenizers` library, so ids match it:
-//   1. added tokens (bos/eos/pad, ...) are cut out of the input first (leftmost-longest, with
-//      their single_word/lstrip/rstrip flags); everything below runs on the text between them;
-//   2. the Split pre-tokenizers (PCRE2 regexes, e.g. Llama-3's) cut the text into pieces;
-//   3. ByteLevel optionally prepends a space and splits with the GPT-2 regex, and maps bytes to
-//      the GPT-2 byte-to-unicode alphabet (done implicitly: merges work on raw bytes);
-//   4. each piece is merged by BPE rank (lowest rank first, leftmost on ties); results of
-//      pieces are cached.
-//   5. with add_special_tokens, the TemplateProcessing "single" template adds bos/eos ids.
+// tokenizer.json encoding runs the same pipeline as the `tokenizers` library:
+//   1. added tokens with normalized = false are cut out of the raw input (leftmost-longest,
+//      with their single_word/lstrip/rstrip flags); everything below runs per remaining piece;
+//   2. the normalizers (NFC/NFD/NFKC/NFKD through utf8proc, Lowercase, Strip, Prepend, Replace,
+//      in Sequence order), then the added tokens with normalized = true are cut out;
+//   3. the Split pre-tokenizers (PCRE2 regexes, e.g. Llama-3's) cut the text into pieces;
+//   4. the last pre-tokenizer: ByteLevel (optional prefix space, the GPT-2 regex, the GPT-2
+//      byte-to-unicode alphabet: merges then work on raw bytes), Metaspace (' ' -> '▁',
+//      prepend_scheme first/always/never, optional split before each '▁'), or none;
+//   5. BPE merges each piece by rank (lowest first, leftmost on ties). Without ByteLevel the
+//      symbols are code points; one missing from the vocabulary becomes its UTF-8 bytes as
+//      <0xXX> tokens (byte_fallback) or the unk token (fused when fuse_unk);
+//   6. with add_special_tokens, the TemplateProcessing "single" template adds bos/eos ids.
+// decode runs the decoders (ByteLevel, or a Sequence of Metaspace, ByteFallback, Fuse, Strip,
+// Replace) on the token strings, as the reference does.
 //
-// Invalid UTF-8: regexes run with PCRE2_MATCH_INVALID_UTF, so no match can contain an invalid
-// byte. Bytes that no regex item matches (every run of invalid bytes, for the GPT-2 and
-// Llama-3 regexes) become pre-tokens of their own and are merged by BPE like any other bytes.
-// Nothing is replaced or dropped, so decode(encode(s)) == s for every byte string s (unless an
-// added token with lstrip/rstrip absorbs spaces, or a Split with behavior Removed drops text,
-// which is what those options mean). decode returns raw bytes, not U+FFFD replacements.
+// Invalid UTF-8: a tokenizer that is byte-level and has no normalizer keeps every byte (regexes
+// run with PCRE2_MATCH_INVALID_UTF; unmatched bytes are pre-tokens of their own), so
+// decode(encode(s)) == s for every byte string and decode returns raw bytes. Every other
+// tokenizer first replaces each maximal invalid subsequence by U+FFFD, exactly as Python's
+// bytes.decode("utf-8", errors="replace") does (the reference only ever sees valid text).
 //
-// Anything in a tokenizer.json that this implementation does not do identically (a normalizer,
-// a non-BPE model, BPE dropout or byte fallback, a decoder other than ByteLevel, truncation or
-// padding, ...) is refused with a one-line lowbit::Error naming the file and the JSON key.
+// Anything in a tokenizer.json that this implementation does not do identically (a Unigram or
+// WordPiece model, BPE dropout, the Precompiled normalizer, truncation or padding, ...) is
+// refused with a one-line lowbit::Error naming the file and the JSON key.
 // Not provided: offsets, pair encoding (a template's "pair" is kept for writing back only),
 // batch encoding. Thread safety: a Tokenizer may be used by many threads at once (the word
 // cache is behind a shared mutex); copies share the cache.
@@ -47,7 +53,7 @@ struct AddedToken {
   bool single_word = false;  // only match when not inside a word (\w on either side)
   bool lstrip = false;       // absorb the whitespace before it
   bool rstrip = false;       // absorb the whitespace after it
-  bool normalized = false;   // matched after the non-normalized ones (no normalizer here)
+  bool normalized = false;   // matched in the normalized text (after the non-normalized ones)
   bool special = true;       // skipped by decode(..., skip_special_tokens = true)
 };
 
@@ -62,12 +68,41 @@ struct SplitRule {
   bool invert = false;
 };
 
-// The Split rules in order, then the final ByteLevel step.
+// One normalizer of a (flattened) Sequence.
+struct NormalizerStep {
+  enum class Kind { NFC, NFD, NFKC, NFKD, Lowercase, Strip, Prepend, Replace };
+  Kind kind = Kind::NFC;
+  std::string content;     // Prepend: the prefix; Replace: the replacement
+  std::string pattern;     // Replace: what to replace
+  bool is_regex = false;   // Replace: pattern is a regex (else a literal string)
+  bool strip_left = true;  // Strip: which ends lose their whitespace
+  bool strip_right = true;
+};
+
+enum class PrependScheme { First, Always, Never };
+
+// One decoder of a (flattened) Sequence.
+struct DecoderStep {
+  enum class Kind { ByteLevel, Metaspace, ByteFallback, Fuse, Strip, Replace };
+  Kind kind = Kind::ByteLevel;
+  std::string content;      // Strip: the character; Replace: the replacement; Metaspace: replacement
+  std::string pattern;      // Replace: what to replace (a literal string)
+  int start = 0, stop = 0;  // Strip: how many leading / trailing `content` characters to remove
+  PrependScheme prepend_scheme = PrependScheme::Always;  // Metaspace
+  bool split = true;                                     // Metaspace (kept for writing back)
+};
+
+// The Split rules in order, then the final step: ByteLevel, Metaspace or none.
 struct PreTokenizerConfig {
+  enum class Final { ByteLevel, Metaspace, None };
   std::vector<SplitRule> splits;
+  Final final_step = Final::ByteLevel;
   bool byte_level_use_regex = true;  // ByteLevel's own GPT-2 regex split (Isolated)
-  bool add_prefix_space = false;     // prepend ' ' to every piece not starting with one
+  bool add_prefix_space = false;     // ByteLevel: prepend ' ' to every piece not starting with one
   bool trim_offsets = true;          // kept for writing back; offsets are not computed here
+  std::string metaspace_replacement = "\xE2\x96\x81";  // Metaspace: '▁' (U+2581)
+  PrependScheme prepend_scheme = PrependScheme::Always;  // Metaspace
+  bool metaspace_split = true;                           // Metaspace: split before each '▁'
 
   static PreTokenizerConfig gpt2();    // ByteLevel(use_regex = true)
   static PreTokenizerConfig llama3();  // Sequence[Split(Llama-3 regex), ByteLevel(use_regex = false)]
@@ -96,8 +131,12 @@ struct PostProcessorConfig {
   std::vector<TemplateSpecial> specials;
 };
 
-// Everything a tokenizer.json holds that we use. Model tokens are spelled as in the file, in
-// the GPT-2 byte-to-unicode alphabet (" the" is "Ġthe"); added tokens keep their literal content.
+// Everything a tokenizer.json holds that we use. Model tokens are spelled as in the file: in
+// the GPT-2 byte-to-unicode alphabet for byte-level files (" the" is "Ġthe"), with '▁' for
+// spaces in SentencePiece-style files; added tokens keep their literal content.
+//
+// A SentencePiece tokenizer.model is held as its serialized bytes (sentencepiece_model) and
+// encoded by libsentencepiece; vocab, scores and piece_types then describe its pieces.
 struct TokenizerData {
   std::vector<std::pair<std::string, int32_t>> vocab;       // token -> id
   std::vector<std::pair<std::string, std::string>> merges;  // in rank order
@@ -105,8 +144,19 @@ struct TokenizerData {
   std::optional<std::string> unk_token;
   bool ignore_merges = false;            // a piece that is a whole vocab token is not merged
   bool fuse_unk = false;
+  bool byte_fallback = false;            // code points missing from vocab -> <0xXX> tokens
+  std::vector<NormalizerStep> normalizers;
   PreTokenizerConfig pre_tokenizer = PreTokenizerConfig::gpt2();
   PostProcessorConfig post_processor;
+  std::vector<DecoderStep> decoders = {DecoderStep{}};  // ByteLevel
+
+  // SentencePiece only.
+  std::string sentencepiece_model;
+  enum class PieceType : uint8_t { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
+  std::vector<float> scores;          // by id
+  std::vector<PieceType> piece_types;  // by id
+  bool is_sentencepiece() const { return !sentencepiece_model.empty(); }
+  bool is_byte_level() const { return pre_tokenizer.final_step == PreTokenizerConfig::Final::ByteLevel; }
 };
 
 class Tokenizer {
@@ -119,22 +169,29 @@ class Tokenizer {
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
 
+  // A tokenizer.json, or a SentencePiece .model (told apart by content, not by name).
   static Tokenizer from_file(const std::string& path);
   // `source` names the text in error messages.
   static Tokenizer from_json(std::string_view json_text, const std::string& source = "<string>");
-  std::string to_json() const;          // merges written in the [a, b] array form
-  void save(const std::string& path) const;  // atomic (temp file + rename)
+  static Tokenizer from_sentencepiece(std::string model_bytes, const std::string& source = "<string>");
+  // A model directory: tokenizer.json, else tokenizer.model. Throws naming the directory.
+  static Tokenizer from_directory(const std::string& dir);
+  std::string to_json() const;          // merges written in the [a, b] array form; not for SentencePiece
+  // Atomic (temp file + rename): tokenizer.json, or the .model bytes for SentencePiece.
+  void save(const std::string& path) const;
+  // "tokenizer.json" or "tokenizer.model": the file name save() should be given in a model dir.
+  std::string file_name() const;
 
   // Ids of `text` (any bytes). add_special_tokens applies the post-processor template.
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens = false) const;
-  // Raw bytes; unknown ids are an error.
+  // Through the decoders (raw bytes for ByteLevel); unknown ids are an error.
   std::string decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const;
 
-  // Pre-tokenization only: the pieces BPE sees (raw bytes, prefix space included), with
-  // added tokens as their content.
+  // Normalization and pre-tokenization only: the pieces BPE sees (raw bytes, prefix space
+  // included), with added tokens as their content. Not for SentencePiece.
   std::vector<std::string> pre_tokenize(std::string_view text) const;
 
-  // Tokens as spelled in the file (byte-level alphabet; added tokens literally).
+  // Tokens as spelled in the file (byte-level alphabet or '▁'; added tokens literally).
   std::optional<int32_t> token_to_id(std::string_view token) const;
   std::optional<std::string> id_to_token(int32_t id) const;
   bool is_special(int32_t id) const;
@@ -145,6 +202,11 @@ class Tokenizer {
  private:
   std::shared_ptr<detail::Impl> impl_;
 };
+
+// Text with every maximal invalid UTF-8 subsequence replaced by U+FFFD (Python's
+// errors="replace"); valid text is returned unchanged.
+std::string replace_invalid_utf8(std::string_view s);
+bool is_valid_utf8(std::string_view s);
 
 // Trains byte-level BPE on `texts`: ids 0..255 are the 256 bytes, then one id per merge learned
 // greedily (the most frequent adjacent pair over all pre-tokenized words, counted with word

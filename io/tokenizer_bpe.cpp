@@ -2,6 +2,7 @@
 // its cache, encode/decode, and the trainer.
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <mutex>
 #include <queue>
 #include <unordered_set>
@@ -31,13 +32,6 @@ void MergeTable::build(const std::vector<Entry>& entries) {
   }
 }
 
-Impl::Impl(TokenizerData d, std::string src) : source(std::move(src)), data(std::move(d)) {
-  added = data.added_tokens;
-  build_model();
-  build_pre_tokenizer();
-  build_post_processor();
-}
-
 void Impl::build_model() {
   const std::string w = where(source);
   int32_t max_id = -1;
@@ -60,7 +54,9 @@ void Impl::build_model() {
     id_text[id] = tok;
     id_kind[id] = 1;
     // The ByteLevel decoder's rule: tokens outside the byte alphabet decode to their UTF-8.
-    if (auto raw = unicode_to_bytes(tok)) {
+    if (!byte_level) {
+      id_raw[id] = tok;
+    } else if (auto raw = unicode_to_bytes(tok)) {
       raw_vocab.emplace(*raw, id);
       id_raw[id] = std::move(*raw);
     } else {
@@ -68,10 +64,16 @@ void Impl::build_model() {
     }
   }
   byte_id.assign(256, -1);
+  byte_fallback_id.assign(256, -1);
   for (int b = 0; b < 256; ++b) {
     auto it = raw_vocab.find(std::string(1, char(b)));
     if (it != raw_vocab.end()) byte_id[b] = it->second;
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    if (auto f = file_vocab.find(std::string_view(name)); f != file_vocab.end()) byte_fallback_id[b] = f->second;
   }
+  LOWBIT_CHECK(!data.byte_fallback || !byte_level, w,
+               "model.byte_fallback: not supported together with the ByteLevel pre-tokenizer");
   if (data.unk_token) {
     auto it = file_vocab.find(*data.unk_token);
     LOWBIT_CHECK(it != file_vocab.end(), w, "model.unk_token: '", *data.unk_token, "' is not in model.vocab");
@@ -141,8 +143,9 @@ void Impl::build_post_processor() {
 
 void Impl::bpe(std::string_view word, std::vector<int32_t>& out) const {
   if (data.ignore_merges) {
-    auto it = raw_vocab.find(word);
-    if (it != raw_vocab.end()) {
+    const auto& vocab = byte_level ? raw_vocab : file_vocab;
+    auto it = vocab.find(word);
+    if (it != vocab.end()) {
       out.push_back(it->second);
       return;
     }
@@ -150,14 +153,43 @@ void Impl::bpe(std::string_view word, std::vector<int32_t>& out) const {
   std::vector<int32_t> syms;
   syms.reserve(word.size());
   bool last_unk = false;
-  for (char c : word) {
-    const int32_t id = byte_id[uint8_t(c)];
-    if (id >= 0) {
-      syms.push_back(id);
-      last_unk = false;
-    } else if (unk_id >= 0) {  // without an unk token the reference drops the byte: so do we
-      if (!(data.fuse_unk && last_unk)) syms.push_back(unk_id);
-      last_unk = true;
+  auto unknown = [&] {  // without an unk token the reference drops the symbol: so do we
+    if (unk_id < 0) return;
+    if (!(data.fuse_unk && last_unk)) syms.push_back(unk_id);
+    last_unk = true;
+  };
+  if (byte_level) {
+    for (char c : word) {
+      const int32_t id = byte_id[uint8_t(c)];
+      if (id >= 0) {
+        syms.push_back(id);
+        last_unk = false;
+      } else {
+        unknown();
+      }
+    }
+  } else {
+    for (size_t i = 0; i < word.size();) {
+      uint32_t cp;
+      size_t len;
+      next_cp(word, i, cp, len);
+      const std::string_view ch = word.substr(i, len);
+      i += len;
+      if (auto it = file_vocab.find(ch); it != file_vocab.end()) {
+        syms.push_back(it->second);
+        last_unk = false;
+        continue;
+      }
+      if (data.byte_fallback) {
+        bool all = true;
+        for (char c : ch) all &= byte_fallback_id[uint8_t(c)] >= 0;
+        if (all) {
+          for (char c : ch) syms.push_back(byte_fallback_id[uint8_t(c)]);
+          last_unk = false;
+          continue;
+        }
+      }
+      unknown();
     }
   }
   if (syms.size() <= kQuadraticMaxSymbols) {
@@ -247,6 +279,11 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 8);
   if (add_special_tokens) out = im.template_prefix;
+  if (im.sp) {
+    im.sp_encode(text, out);
+    if (add_special_tokens) out.insert(out.end(), im.template_suffix.begin(), im.template_suffix.end());
+    return out;
+  }
   im.pre_tokenize(
       text, [&](std::string_view w) { im.encode_word(w, out); }, [&](int32_t id) { out.push_back(id); });
   if (add_special_tokens) out.insert(out.end(), im.template_suffix.begin(), im.template_suffix.end());
@@ -255,18 +292,27 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special_tokens) const {
   const Impl& im = *impl_;
-  std::string out;
   for (size_t i = 0; i < ids.size(); ++i) {
     const int32_t id = ids[i];
     LOWBIT_CHECK(id >= 0 && size_t(id) < im.id_kind.size() && im.id_kind[id] != 0, detail::where(im.source),
                  "decode: id ", id, " at position ", i, " is not in the vocabulary");
-    if (skip_special_tokens && im.id_kind[id] == 3) continue;
-    out += im.id_raw[id];
   }
-  return out;
+  if (im.sp) return im.sp_decode(ids, skip_special_tokens);
+  std::string out;
+  if (im.byte_level) {
+    for (int32_t id : ids)
+      if (!(skip_special_tokens && im.id_kind[id] == 3)) out += im.id_raw[id];
+    return out;
+  }
+  std::vector<std::string> tokens;
+  tokens.reserve(ids.size());
+  for (int32_t id : ids)
+    if (!(skip_special_tokens && im.id_kind[id] == 3)) tokens.push_back(im.id_text[id]);
+  return im.decode_tokens(std::move(tokens));
 }
 
 std::vector<std::string> Tokenizer::pre_tokenize(std::string_view text) const {
+  LOWBIT_CHECK(!impl_->sp, detail::where(impl_->source), "pre_tokenize: not available for a SentencePiece model");
   std::vector<std::string> out;
   impl_->pre_tokenize(
       text, [&](std::string_view w) { out.emplace_back(w); },
@@ -275,6 +321,10 @@ std::vector<std::string> Tokenizer::pre_tokenize(std::string_view text) const {
 }
 
 std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
+  if (impl_->sp) {
+    auto it = impl_->file_vocab.find(token);
+    return it == impl_->file_vocab.end() ? std::nullopt : std::optional<int32_t>(it->second);
+  }
   for (const AddedToken& t : impl_->added)
     if (t.content == token) return t.id;
   auto it = impl_->file_vocab.find(token);

@@ -1,6 +1,7 @@
 // Internals of io/tokenizer.h shared by its translation units (pre-tokenization with PCRE2 in
-// tokenizer_pretok.cpp, BPE and the trainer in tokenizer_bpe.cpp, tokenizer.json in
-// tokenizer_json.cpp). Not part of the public API.
+// tokenizer_pretok.cpp, normalizers and decoders in tokenizer_normalize.cpp, BPE and the trainer
+// in tokenizer_bpe.cpp, tokenizer.json in tokenizer_json.cpp, SentencePiece models in
+// tokenizer_sentencepiece.cpp). Not part of the public API.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -13,6 +14,10 @@
 #include <vector>
 
 #include "lowbit/io/tokenizer.h"
+
+namespace sentencepiece {
+class SentencePieceProcessor;
+}
 
 namespace lowbit::tok::detail {
 
@@ -88,9 +93,18 @@ struct AddedMatcher {
 struct Impl {
   std::string source;
   TokenizerData data;
+  bool byte_level = true;  // ByteLevel pre-tokenizer: BPE symbols are bytes, else code points
+  bool sanitize = false;   // replace invalid UTF-8 by U+FFFD before encoding
+
+  // SentencePiece models: everything is delegated to libsentencepiece.
+  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp;
+
+  // Normalizers: a compiled regex per Replace step with a regex pattern (else null).
+  std::vector<std::unique_ptr<Regex>> normalizer_regex;
 
   // Model.
-  std::vector<int32_t> byte_id;  // 256 entries, -1 when the byte's token is missing
+  std::vector<int32_t> byte_id;           // 256 entries, -1 when the byte's token is missing
+  std::vector<int32_t> byte_fallback_id;  // 256 entries: the <0xXX> tokens, -1 when missing
   MergeTable merges;
   std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> raw_vocab;  // raw bytes -> id
   std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> file_vocab;  // file spelling -> id
@@ -106,6 +120,7 @@ struct Impl {
   AddedMatcher added_plain, added_normalized;  // non-normalized first, as HF does
   std::vector<std::unique_ptr<Regex>> split_regex;
   std::unique_ptr<Regex> byte_level_regex;
+  std::unique_ptr<Regex> metaspace_regex;  // the replacement character, literally
   std::unique_ptr<Regex> word_char, space_char;  // \w and \s for single_word / lstrip / rstrip
 
   // Post-processing: ids around the sequence of the "single" template.
@@ -116,6 +131,12 @@ struct Impl {
   mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache;
 
   Impl(TokenizerData d, std::string src);
+  ~Impl();
+
+  // The normalizers, in order, on valid UTF-8.
+  void normalize(std::string& s) const;
+  // The decoder chain on token strings (not ByteLevel, which decode handles as raw bytes).
+  std::string decode_tokens(std::vector<std::string> tokens) const;
 
   // Calls on_word(bytes) for every pre-token BPE sees and on_added(id) for every added token,
   // in input order.
@@ -124,12 +145,20 @@ struct Impl {
   // BPE of one pre-token, appended to out (uses the cache).
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;
   void bpe(std::string_view word, std::vector<int32_t>& out) const;
+  void sp_encode(std::string_view text, std::vector<int32_t>& out) const;
+  std::string sp_decode(std::span<const int32_t> ids, bool skip_special_tokens) const;
 
  private:
   void build_model();
   void build_pre_tokenizer();
   void build_post_processor();
+  void build_normalizers_and_decoders();
+  void build_sentencepiece();
 };
+
+// Next code point of valid UTF-8 at s[i]; false (and len 1) on an invalid sequence.
+bool next_cp(std::string_view s, size_t i, uint32_t& cp, size_t& len);
+std::string utf8_encode(uint32_t cp);
 
 // "tokenizer: <source>: " prefix for errors.
 std::string where(const std::string& source);

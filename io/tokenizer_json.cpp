@@ -82,10 +82,10 @@ struct Reader {
     for (const char* name : {"continuing_subword_prefix", "end_of_word_suffix"}) {
       const json* v = member(m, name);
       if (v && !v->is_null() && !(v->is_string() && v->get<std::string>().empty()))
-        fail(std::string("model.") + name, "not supported (byte-level BPE uses none)");
+        fail(std::string("model.") + name, "not supported (the supported BPE families use none)");
     }
     d.fuse_unk = boolean(m, "fuse_unk", false, k);
-    if (boolean(m, "byte_fallback", false, k)) fail("model.byte_fallback", "byte fallback is not supported");
+    d.byte_fallback = boolean(m, "byte_fallback", false, k);
     d.ignore_merges = boolean(m, "ignore_merges", false, k);
 
     const json& vocab = required(m, "vocab", k);
@@ -140,17 +140,7 @@ struct Reader {
 
   SplitRule split(const json& o, const std::string& k) const {
     SplitRule r;
-    const json& pat = required(o, "pattern", k);
-    if (!pat.is_object() || pat.size() != 1) fail(k + ".pattern", "expected {\"Regex\": ...} or {\"String\": ...}");
-    if (const json* v = member(pat, "Regex")) {
-      r.pattern = str(*v, k + ".pattern.Regex");
-      r.is_regex = true;
-    } else if (const json* s = member(pat, "String")) {
-      r.pattern = str(*s, k + ".pattern.String");
-      r.is_regex = false;
-    } else {
-      fail(k + ".pattern", "expected {\"Regex\": ...} or {\"String\": ...}, got " + pat.dump());
-    }
+    r.is_regex = pattern(o, k, r.pattern);
     const std::string b = str(required(o, "behavior", k), k + ".behavior");
     if (b == "Removed") r.behavior = SplitBehavior::Removed;
     else if (b == "Isolated") r.behavior = SplitBehavior::Isolated;
@@ -162,34 +152,157 @@ struct Reader {
     return r;
   }
 
-  // ByteLevel, or Sequence[Split..., ByteLevel]: the byte mapping must come last.
+  PrependScheme prepend_scheme(const json& o, const std::string& k) const {
+    if (const json* v = member(o, "prepend_scheme")) {
+      const std::string s = str(*v, k + ".prepend_scheme");
+      if (s == "first") return PrependScheme::First;
+      if (s == "always") return PrependScheme::Always;
+      if (s == "never") return PrependScheme::Never;
+      fail(k + ".prepend_scheme", "unknown scheme '" + s + "' (first, always or never)");
+    }
+    // Files older than tokenizers 0.15 say add_prefix_space instead.
+    return boolean(o, "add_prefix_space", true, k) ? PrependScheme::Always : PrependScheme::Never;
+  }
+
+  std::string replacement(const json& o, const std::string& k) const {
+    if (const json* v = member(o, "replacement")) return str(*v, k + ".replacement");
+    if (const json* v = member(o, "str_rep")) return str(*v, k + ".str_rep");
+    return "\xE2\x96\x81";
+  }
+
+  void metaspace(const json& o, const std::string& k, PreTokenizerConfig& pc) const {
+    pc.final_step = PreTokenizerConfig::Final::Metaspace;
+    pc.metaspace_replacement = replacement(o, k);
+    pc.prepend_scheme = prepend_scheme(o, k);
+    pc.metaspace_split = boolean(o, "split", true, k);
+  }
+
+  // null, ByteLevel, Metaspace, or Sequence[Split..., ByteLevel | Metaspace | (nothing)].
   PreTokenizerConfig pre_tokenizer(const json& p) const {
     const std::string k = "pre_tokenizer";
-    if (p.is_null()) fail(k, "null is not supported (byte-level BPE needs a ByteLevel pre-tokenizer)");
-    const std::string type = type_of(p, k);
     PreTokenizerConfig pc;
+    if (p.is_null()) {
+      pc.final_step = PreTokenizerConfig::Final::None;
+      return pc;
+    }
+    const std::string type = type_of(p, k);
     if (type == "ByteLevel") {
       byte_level(p, k, pc);
+      return pc;
+    }
+    if (type == "Metaspace") {
+      metaspace(p, k, pc);
       return pc;
     }
     if (type != "Sequence") fail(k + ".type", "'" + type + "' is not supported");
     const json& list = required(p, "pretokenizers", k);
     if (!list.is_array() || list.empty()) fail(k + ".pretokenizers", "expected a non-empty array");
+    pc.final_step = PreTokenizerConfig::Final::None;
     for (size_t i = 0; i < list.size(); ++i) {
       const std::string ki = k + ".pretokenizers[" + std::to_string(i) + "]";
       const std::string ti = type_of(list[i], ki);
       const bool last = i + 1 == list.size();
-      if (ti == "Split" && !last) {
+      if (ti == "Split") {
         pc.splits.push_back(split(list[i], ki));
       } else if (ti == "ByteLevel" && last) {
         byte_level(list[i], ki, pc);
-      } else if (ti == "Split" || ti == "ByteLevel") {
-        fail(ki + ".type", "'" + ti + "' here is not supported (expected Split..., then ByteLevel last)");
+        pc.final_step = PreTokenizerConfig::Final::ByteLevel;
+      } else if (ti == "Metaspace" && last) {
+        metaspace(list[i], ki, pc);
+      } else if (ti == "ByteLevel" || ti == "Metaspace") {
+        fail(ki + ".type", "'" + ti + "' here is not supported (expected Split..., then " + ti + " last)");
       } else {
         fail(ki + ".type", "'" + ti + "' is not supported");
       }
     }
     return pc;
+  }
+
+  // A Split/Replace pattern: {"String": s} or {"Regex": r}; returns whether it is a regex.
+  bool pattern(const json& o, const std::string& k, std::string& out) const {
+    const json& pat = required(o, "pattern", k);
+    if (!pat.is_object() || pat.size() != 1) fail(k + ".pattern", "expected {\"Regex\": ...} or {\"String\": ...}");
+    if (const json* v = member(pat, "Regex")) {
+      out = str(*v, k + ".pattern.Regex");
+      return true;
+    }
+    if (const json* v = member(pat, "String")) {
+      out = str(*v, k + ".pattern.String");
+      return false;
+    }
+    fail(k + ".pattern", "expected {\"Regex\": ...} or {\"String\": ...}, got " + pat.dump());
+  }
+
+  void normalizer(const json& n, const std::string& k, std::vector<NormalizerStep>& out) const {
+    using K = NormalizerStep::Kind;
+    const std::string type = type_of(n, k);
+    NormalizerStep st;
+    if (type == "Sequence") {
+      const json& list = required(n, "normalizers", k);
+      if (!list.is_array()) fail(k + ".normalizers", "expected an array, got " + type_name(list));
+      for (size_t i = 0; i < list.size(); ++i) normalizer(list[i], k + ".normalizers[" + std::to_string(i) + "]", out);
+      return;
+    }
+    if (type == "NFC") st.kind = K::NFC;
+    else if (type == "NFD") st.kind = K::NFD;
+    else if (type == "NFKC") st.kind = K::NFKC;
+    else if (type == "NFKD") st.kind = K::NFKD;
+    else if (type == "Lowercase") st.kind = K::Lowercase;
+    else if (type == "Strip") {
+      st.kind = K::Strip;
+      st.strip_left = boolean(n, "strip_left", true, k);
+      st.strip_right = boolean(n, "strip_right", true, k);
+    } else if (type == "Prepend") {
+      st.kind = K::Prepend;
+      st.content = str(required(n, "prepend", k), k + ".prepend");
+    } else if (type == "Replace") {
+      st.kind = K::Replace;
+      st.is_regex = pattern(n, k, st.pattern);
+      st.content = str(required(n, "content", k), k + ".content");
+    } else {
+      fail(k + ".type", "'" + type + "' is not supported (NFC, NFD, NFKC, NFKD, Lowercase, Strip, Prepend, Replace, Sequence)");
+    }
+    out.push_back(std::move(st));
+  }
+
+  int count(const json& o, const char* name, const std::string& k) const {
+    const json* v = member(o, name);
+    if (!v) return 0;
+    if (!v->is_number_unsigned() || v->get<uint64_t>() > 1000000) fail(k + "." + name, "expected a small non-negative integer");
+    return int(v->get<uint64_t>());
+  }
+
+  void decoder(const json& d, const std::string& k, std::vector<DecoderStep>& out) const {
+    using K = DecoderStep::Kind;
+    const std::string type = type_of(d, k);
+    DecoderStep st;
+    if (type == "Sequence") {
+      const json& list = required(d, "decoders", k);
+      if (!list.is_array()) fail(k + ".decoders", "expected an array, got " + type_name(list));
+      for (size_t i = 0; i < list.size(); ++i) decoder(list[i], k + ".decoders[" + std::to_string(i) + "]", out);
+      return;
+    }
+    if (type == "ByteLevel") st.kind = K::ByteLevel;
+    else if (type == "ByteFallback") st.kind = K::ByteFallback;
+    else if (type == "Fuse") st.kind = K::Fuse;
+    else if (type == "Metaspace") {
+      st.kind = K::Metaspace;
+      st.content = replacement(d, k);
+      st.prepend_scheme = prepend_scheme(d, k);
+      st.split = boolean(d, "split", true, k);
+    } else if (type == "Strip") {
+      st.kind = K::Strip;
+      st.content = str(required(d, "content", k), k + ".content");
+      st.start = count(d, "start", k);
+      st.stop = count(d, "stop", k);
+    } else if (type == "Replace") {
+      st.kind = K::Replace;
+      if (pattern(d, k, st.pattern)) fail(k + ".pattern", "a Regex pattern is not supported in a decoder (only String)");
+      st.content = str(required(d, "content", k), k + ".content");
+    } else {
+      fail(k + ".type", "'" + type + "' is not supported (ByteLevel, Metaspace, ByteFallback, Fuse, Strip, Replace, Sequence)");
+    }
+    out.push_back(std::move(st));
   }
 
   void template_list(const json& a, const std::string& k, std::vector<TemplatePiece>& out) const {
@@ -256,12 +369,6 @@ struct Reader {
     return pp;
   }
 
-  void decoder(const json* d) const {
-    if (!d || d->is_null()) fail("decoder", "missing or null (byte-level BPE needs the ByteLevel decoder)");
-    const std::string type = type_of(*d, "decoder");
-    if (type != "ByteLevel") fail("decoder.type", "'" + type + "' is not supported (only ByteLevel)");
-  }
-
   TokenizerData read(std::string_view text) const {
     // A raw NUL ends nlohmann's input early ("{}\0garbage" would pass); no valid JSON holds one.
     if (const void* nul = std::memchr(text.data(), '\0', text.size()))
@@ -276,12 +383,7 @@ struct Reader {
     TokenizerData d;
     must_be_null(j, "truncation", "", "truncation is not supported (must be null)");
     must_be_null(j, "padding", "", "padding is not supported (must be null)");
-    if (const json* n = member(j, "normalizer"); n && !n->is_null()) {
-      const std::string t = n->is_object() && n->contains("type") && (*n)["type"].is_string()
-                                ? (*n)["type"].get<std::string>()
-                                : n->dump();
-      fail("normalizer", "'" + t + "' is not supported (must be null)");
-    }
+    if (const json* n = member(j, "normalizer"); n && !n->is_null()) normalizer(*n, "normalizer", d.normalizers);
     const json* m = member(j, "model");
     if (!m) fail("model", "missing");
     model(*m, d);
@@ -290,7 +392,10 @@ struct Reader {
     if (!p) fail("pre_tokenizer", "missing");
     d.pre_tokenizer = pre_tokenizer(*p);
     d.post_processor = post_processor(member(j, "post_processor"));
-    decoder(member(j, "decoder"));
+    const json* dec = member(j, "decoder");
+    if (!dec || dec->is_null()) fail("decoder", "missing or null (decode needs the file's decoder)");
+    d.decoders.clear();
+    decoder(*dec, "decoder", d.decoders);
     return d;
   }
 };
@@ -315,6 +420,87 @@ ojson byte_level_json(bool add_prefix_space, bool trim_offsets, bool use_regex) 
   return o;
 }
 
+const char* scheme_name(PrependScheme s) {
+  switch (s) {
+    case PrependScheme::First: return "first";
+    case PrependScheme::Always: return "always";
+    case PrependScheme::Never: return "never";
+  }
+  return "always";
+}
+
+ojson normalizer_json(const std::vector<NormalizerStep>& steps) {
+  using K = NormalizerStep::Kind;
+  ojson list = ojson::array();
+  for (const NormalizerStep& n : steps) {
+    ojson o;
+    switch (n.kind) {
+      case K::NFC: o["type"] = "NFC"; break;
+      case K::NFD: o["type"] = "NFD"; break;
+      case K::NFKC: o["type"] = "NFKC"; break;
+      case K::NFKD: o["type"] = "NFKD"; break;
+      case K::Lowercase: o["type"] = "Lowercase"; break;
+      case K::Strip:
+        o["type"] = "Strip";
+        o["strip_left"] = n.strip_left;
+        o["strip_right"] = n.strip_right;
+        break;
+      case K::Prepend:
+        o["type"] = "Prepend";
+        o["prepend"] = n.content;
+        break;
+      case K::Replace:
+        o["type"] = "Replace";
+        o["pattern"][n.is_regex ? "Regex" : "String"] = n.pattern;
+        o["content"] = n.content;
+        break;
+    }
+    list.push_back(o);
+  }
+  if (list.empty()) return nullptr;
+  if (list.size() == 1) return list[0];
+  ojson seq;
+  seq["type"] = "Sequence";
+  seq["normalizers"] = list;
+  return seq;
+}
+
+ojson decoder_json(const std::vector<DecoderStep>& steps) {
+  using K = DecoderStep::Kind;
+  ojson list = ojson::array();
+  for (const DecoderStep& d : steps) {
+    ojson o;
+    switch (d.kind) {
+      case K::ByteLevel: o = byte_level_json(true, true, true); break;
+      case K::ByteFallback: o["type"] = "ByteFallback"; break;
+      case K::Fuse: o["type"] = "Fuse"; break;
+      case K::Metaspace:
+        o["type"] = "Metaspace";
+        o["replacement"] = d.content;
+        o["prepend_scheme"] = scheme_name(d.prepend_scheme);
+        o["split"] = d.split;
+        break;
+      case K::Strip:
+        o["type"] = "Strip";
+        o["content"] = d.content;
+        o["start"] = d.start;
+        o["stop"] = d.stop;
+        break;
+      case K::Replace:
+        o["type"] = "Replace";
+        o["pattern"]["String"] = d.pattern;
+        o["content"] = d.content;
+        break;
+    }
+    list.push_back(o);
+  }
+  if (list.size() == 1) return list[0];
+  ojson seq;
+  seq["type"] = "Sequence";
+  seq["decoders"] = list;
+  return seq;
+}
+
 ojson template_json(const std::vector<TemplatePiece>& list) {
   ojson a = ojson::array();
   for (const TemplatePiece& p : list) {
@@ -334,12 +520,10 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& so
   return Tokenizer(Reader{detail::where(source)}.read(json_text), source);
 }
 
-Tokenizer Tokenizer::from_file(const std::string& path) {
-  return from_json(io::read_file(path, "tokenizer"), path);
-}
-
 std::string Tokenizer::to_json() const {
   const TokenizerData& d = data();
+  LOWBIT_CHECK(!d.is_sentencepiece(), detail::where(impl_->source),
+               "a SentencePiece model has no tokenizer.json form (save it as tokenizer.model)");
   ojson j;
   j["version"] = "1.0";
   j["truncation"] = nullptr;
@@ -358,12 +542,20 @@ std::string Tokenizer::to_json() const {
     o["special"] = t.special;
     j["added_tokens"].push_back(o);
   }
-  j["normalizer"] = nullptr;
+  j["normalizer"] = normalizer_json(d.normalizers);
 
   const PreTokenizerConfig& pc = d.pre_tokenizer;
-  ojson bl = byte_level_json(pc.add_prefix_space, pc.trim_offsets, pc.byte_level_use_regex);
+  ojson last;
+  if (pc.final_step == PreTokenizerConfig::Final::ByteLevel) {
+    last = byte_level_json(pc.add_prefix_space, pc.trim_offsets, pc.byte_level_use_regex);
+  } else if (pc.final_step == PreTokenizerConfig::Final::Metaspace) {
+    last["type"] = "Metaspace";
+    last["replacement"] = pc.metaspace_replacement;
+    last["prepend_scheme"] = scheme_name(pc.prepend_scheme);
+    last["split"] = pc.metaspace_split;
+  }
   if (pc.splits.empty()) {
-    j["pre_tokenizer"] = bl;
+    j["pre_tokenizer"] = last.is_null() ? ojson(nullptr) : last;
   } else {
     ojson seq;
     seq["type"] = "Sequence";
@@ -376,7 +568,7 @@ std::string Tokenizer::to_json() const {
       s["invert"] = r.invert;
       seq["pretokenizers"].push_back(s);
     }
-    seq["pretokenizers"].push_back(bl);
+    if (!last.is_null()) seq["pretokenizers"].push_back(last);
     j["pre_tokenizer"] = seq;
   }
 
@@ -406,7 +598,7 @@ std::string Tokenizer::to_json() const {
     j["post_processor"]["type"] = "Sequence";
     j["post_processor"]["processors"] = items;
   }
-  j["decoder"] = byte_level_json(true, true, true);
+  j["decoder"] = decoder_json(d.decoders);
 
   ojson m;
   m["type"] = "BPE";
@@ -415,7 +607,7 @@ std::string Tokenizer::to_json() const {
   m["continuing_subword_prefix"] = nullptr;
   m["end_of_word_suffix"] = nullptr;
   m["fuse_unk"] = d.fuse_unk;
-  m["byte_fallback"] = false;
+  m["byte_fallback"] = d.byte_fallback;
   m["ignore_merges"] = d.ignore_merges;
   std::vector<std::pair<std::string, int32_t>> vocab = d.vocab;
   std::sort(vocab.begin(), vocab.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
@@ -431,7 +623,5 @@ std::string Tokenizer::to_json() const {
     LOWBIT_FAIL(detail::where(impl_->source), "to_json: a token is not valid UTF-8: ", e.what());
   }
 }
-
-void Tokenizer::save(const std::string& path) const { io::write_file_atomic(path, to_json(), "tokenizer"); }
 
 }  // namespace lowbit::tok

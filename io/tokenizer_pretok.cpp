@@ -26,21 +26,6 @@ PreTokenizerConfig PreTokenizerConfig::llama3() {
 
 namespace {
 
-std::string utf8(uint32_t cp) {
-  std::string s;
-  if (cp < 0x80) {
-    s += char(cp);
-  } else if (cp < 0x800) {
-    s += char(0xC0 | (cp >> 6));
-    s += char(0x80 | (cp & 0x3F));
-  } else {
-    s += char(0xE0 | (cp >> 12));
-    s += char(0x80 | ((cp >> 6) & 0x3F));
-    s += char(0x80 | (cp & 0x3F));
-  }
-  return s;
-}
-
 // GPT-2's table: bytes that are printable Latin-1 ('!'..'~', '¡'..'¬', '®'..'ÿ') keep their
 // code point; the remaining 68 get U+0100 + k in byte order.
 struct ByteAlphabet {
@@ -51,7 +36,7 @@ struct ByteAlphabet {
     for (uint32_t b = 0; b < 256; ++b) {
       const bool keep = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
       const uint32_t cp = keep ? b : next++;
-      to_unicode[b] = utf8(cp);
+      to_unicode[b] = detail::utf8_encode(cp);
       to_byte[cp] = uint8_t(b);
     }
   }
@@ -60,36 +45,6 @@ struct ByteAlphabet {
 const ByteAlphabet& alphabet() {
   static const ByteAlphabet a;
   return a;
-}
-
-// Next code point of valid UTF-8 at s[i]; false (and len 1) on an invalid sequence.
-bool next_cp(std::string_view s, size_t i, uint32_t& cp, size_t& len) {
-  const auto c = uint8_t(s[i]);
-  len = 1;
-  if (c < 0x80) {
-    cp = c;
-    return true;
-  }
-  size_t n;
-  uint32_t min;
-  if ((c & 0xE0) == 0xC0) {
-    n = 2, cp = c & 0x1F, min = 0x80;
-  } else if ((c & 0xF0) == 0xE0) {
-    n = 3, cp = c & 0x0F, min = 0x800;
-  } else if ((c & 0xF8) == 0xF0) {
-    n = 4, cp = c & 0x07, min = 0x10000;
-  } else {
-    return false;
-  }
-  if (i + n > s.size()) return false;
-  for (size_t k = 1; k < n; ++k) {
-    const auto d = uint8_t(s[i + k]);
-    if ((d & 0xC0) != 0x80) return false;
-    cp = (cp << 6) | (d & 0x3F);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-  len = n;
-  return true;
 }
 
 struct MatchData {
@@ -127,6 +82,8 @@ std::string pcre2_message(int code) {
 
 }  // namespace
 
+using detail::next_cp;
+
 const std::string& byte_to_unicode(uint8_t b) { return alphabet().to_unicode[b]; }
 
 std::string bytes_to_unicode(std::string_view raw) {
@@ -153,6 +110,55 @@ std::optional<std::string> unicode_to_bytes(std::string_view token) {
 }
 
 namespace detail {
+
+bool next_cp(std::string_view s, size_t i, uint32_t& cp, size_t& len) {
+  const auto c = uint8_t(s[i]);
+  len = 1;
+  if (c < 0x80) {
+    cp = c;
+    return true;
+  }
+  size_t n;
+  uint32_t min;
+  if ((c & 0xE0) == 0xC0) {
+    n = 2, cp = c & 0x1F, min = 0x80;
+  } else if ((c & 0xF0) == 0xE0) {
+    n = 3, cp = c & 0x0F, min = 0x800;
+  } else if ((c & 0xF8) == 0xF0) {
+    n = 4, cp = c & 0x07, min = 0x10000;
+  } else {
+    return false;
+  }
+  if (i + n > s.size()) return false;
+  for (size_t k = 1; k < n; ++k) {
+    const auto d = uint8_t(s[i + k]);
+    if ((d & 0xC0) != 0x80) return false;
+    cp = (cp << 6) | (d & 0x3F);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+  len = n;
+  return true;
+}
+
+std::string utf8_encode(uint32_t cp) {
+  std::string s;
+  if (cp < 0x80) {
+    s += char(cp);
+  } else if (cp < 0x800) {
+    s += char(0xC0 | (cp >> 6));
+    s += char(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    s += char(0xE0 | (cp >> 12));
+    s += char(0x80 | ((cp >> 6) & 0x3F));
+    s += char(0x80 | (cp & 0x3F));
+  } else {
+    s += char(0xF0 | (cp >> 18));
+    s += char(0x80 | ((cp >> 12) & 0x3F));
+    s += char(0x80 | ((cp >> 6) & 0x3F));
+    s += char(0x80 | (cp & 0x3F));
+  }
+  return s;
+}
 
 std::string where(const std::string& source) { return "tokenizer: " + source + ": "; }
 
@@ -202,7 +208,16 @@ void Impl::build_pre_tokenizer() {
     split_regex.push_back(std::make_unique<Regex>(r.pattern, !r.is_regex,
                                                   where(source) + "pre_tokenizer.pretokenizers[" + std::to_string(i) + "].pattern"));
   }
-  if (pc.byte_level_use_regex) byte_level_regex = std::make_unique<Regex>(kGpt2Regex, false, "ByteLevel regex");
+  if (pc.final_step == PreTokenizerConfig::Final::ByteLevel && pc.byte_level_use_regex)
+    byte_level_regex = std::make_unique<Regex>(kGpt2Regex, false, "ByteLevel regex");
+  if (pc.final_step == PreTokenizerConfig::Final::Metaspace) {
+    uint32_t cp;
+    size_t len;
+    const std::string& rep = pc.metaspace_replacement;
+    LOWBIT_CHECK(!rep.empty() && next_cp(rep, 0, cp, len) && len == rep.size(), where(source),
+                 "pre_tokenizer.replacement: expected one character, got '", rep, "'");
+    metaspace_regex = std::make_unique<Regex>(rep, true, "Metaspace replacement");
+  }
   // The reference's \w and \s (Rust regex, Unicode): PCRE2's UCP \w would also take letter-like
   // numbers such as U+2460, so spell the Unicode definitions out (binary properties: PCRE2 10.40).
   word_char = std::make_unique<Regex>(R"([\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}])", false, "word class");
@@ -302,7 +317,76 @@ static void split_added(const Impl& im, const AddedMatcher& m, std::string_view 
 
 namespace {
 
-// Runs the Split rules from `level` on, then the ByteLevel step, on the bytes s.
+struct Part {
+  size_t b, e;
+  bool match;  // after the behavior: true means "remove"
+};
+
+// Cuts s at the matches of `re` with HF's SplitDelimiterBehavior (NormalizedString::split).
+std::vector<Part> split_by(const Regex& re, std::string_view s, SplitBehavior behavior, bool invert) {
+  // (begin, end, is_match) over the whole piece, as HF's find_matches builds them.
+  std::vector<Part> parts;
+  size_t from = 0, prev = 0, mb, me;
+  while (from <= s.size() && re.find(s.data(), s.size(), from, mb, me)) {
+    if (prev != mb) parts.push_back({prev, mb, false});
+    parts.push_back({mb, me, true});
+    prev = me;
+    if (me > mb) {
+      from = me;
+    } else {
+      if (mb >= s.size()) break;
+      from = mb + cp_len(s, mb);
+    }
+  }
+  if (prev != s.size()) parts.push_back({prev, s.size(), false});
+  if (invert)
+    for (Part& p : parts) p.match = !p.match;
+
+  std::vector<Part> out;
+  bool previous_match = false;
+  switch (behavior) {
+    case SplitBehavior::Isolated:
+      for (Part p : parts) out.push_back({p.b, p.e, false});
+      break;
+    case SplitBehavior::Removed:
+      out = parts;
+      break;
+    case SplitBehavior::Contiguous:
+      for (Part p : parts) {
+        if (p.match == previous_match && !out.empty()) {
+          out.back().e = p.e;
+        } else {
+          out.push_back({p.b, p.e, false});
+        }
+        previous_match = p.match;
+      }
+      break;
+    case SplitBehavior::MergedWithPrevious:
+      for (Part p : parts) {
+        if (p.match && !previous_match && !out.empty()) {
+          out.back().e = p.e;
+        } else {
+          out.push_back({p.b, p.e, false});
+        }
+        previous_match = p.match;
+      }
+      break;
+    case SplitBehavior::MergedWithNext:
+      for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+        if (it->match && !previous_match && !out.empty()) {
+          out.back().b = it->b;
+        } else {
+          out.push_back({it->b, it->e, false});
+        }
+        previous_match = it->match;
+      }
+      std::reverse(out.begin(), out.end());
+      break;
+  }
+  return out;
+}
+
+// Runs the Split rules from `level` on, then the final step (ByteLevel, Metaspace or none).
 struct PreTokenizer {
   const Impl& im;
   const std::function<void(std::string_view)>& emit;
@@ -335,80 +419,42 @@ struct PreTokenizer {
     if (prev < s.size()) emit(s.substr(prev));
   }
 
-  void run(std::string_view s, size_t level) const {
+  // HF Metaspace: ' ' -> replacement, the prefix by prepend_scheme ("first": only for the piece
+  // that starts the input), then optionally split before each replacement (MergedWithNext).
+  void metaspace(std::string_view s, bool at_input_start) const {
+    const PreTokenizerConfig& pc = im.data.pre_tokenizer;
+    const std::string& rep = pc.metaspace_replacement;
+    std::string t;
+    t.reserve(s.size() + rep.size() * 4);
+    for (char c : s) {
+      if (c == ' ') t += rep;
+      else t += c;
+    }
+    const bool prepend = pc.prepend_scheme == PrependScheme::Always ||
+                         (pc.prepend_scheme == PrependScheme::First && at_input_start);
+    if (prepend && t.compare(0, rep.size(), rep) != 0) t.insert(0, rep);
+    if (!pc.metaspace_split) {
+      emit(t);
+      return;
+    }
+    for (const Part& p : split_by(*im.metaspace_regex, t, SplitBehavior::MergedWithNext, false))
+      if (p.e > p.b) emit(std::string_view(t).substr(p.b, p.e - p.b));
+  }
+
+  // `offset`: where s starts in its normalized piece; `piece_at_start`: that piece starts the input.
+  void run(std::string_view s, size_t level, size_t offset, bool piece_at_start) const {
     if (s.empty()) return;
     if (level == im.split_regex.size()) {
-      byte_level(s);
+      switch (im.data.pre_tokenizer.final_step) {
+        case PreTokenizerConfig::Final::ByteLevel: byte_level(s); break;
+        case PreTokenizerConfig::Final::Metaspace: metaspace(s, piece_at_start && offset == 0); break;
+        case PreTokenizerConfig::Final::None: emit(s); break;
+      }
       return;
     }
     const SplitRule& rule = im.data.pre_tokenizer.splits[level];
-    const Regex& re = *im.split_regex[level];
-    // (begin, end, is_match) over the whole piece, as HF's find_matches builds them.
-    struct Part {
-      size_t b, e;
-      bool match;
-    };
-    std::vector<Part> parts;
-    size_t from = 0, prev = 0, mb, me;
-    while (from <= s.size() && re.find(s.data(), s.size(), from, mb, me)) {
-      if (prev != mb) parts.push_back({prev, mb, false});
-      parts.push_back({mb, me, true});
-      prev = me;
-      if (me > mb) {
-        from = me;
-      } else {
-        if (mb >= s.size()) break;
-        from = mb + cp_len(s, mb);
-      }
-    }
-    if (prev != s.size()) parts.push_back({prev, s.size(), false});
-    if (rule.invert)
-      for (Part& p : parts) p.match = !p.match;
-
-    // (begin, end, remove) after the behavior, as HF's NormalizedString::split.
-    std::vector<Part> out;
-    bool previous_match = false;
-    switch (rule.behavior) {
-      case SplitBehavior::Isolated:
-        for (Part p : parts) out.push_back({p.b, p.e, false});
-        break;
-      case SplitBehavior::Removed:
-        out = parts;
-        break;
-      case SplitBehavior::Contiguous:
-        for (Part p : parts) {
-          if (p.match == previous_match && !out.empty()) {
-            out.back().e = p.e;
-          } else {
-            out.push_back({p.b, p.e, false});
-          }
-          previous_match = p.match;
-        }
-        break;
-      case SplitBehavior::MergedWithPrevious:
-        for (Part p : parts) {
-          if (p.match && !previous_match && !out.empty()) {
-            out.back().e = p.e;
-          } else {
-            out.push_back({p.b, p.e, false});
-          }
-          previous_match = p.match;
-        }
-        break;
-      case SplitBehavior::MergedWithNext:
-        for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
-          if (it->match && !previous_match && !out.empty()) {
-            out.back().b = it->b;
-          } else {
-            out.push_back({it->b, it->e, false});
-          }
-          previous_match = it->match;
-        }
-        std::reverse(out.begin(), out.end());
-        break;
-    }
-    for (const Part& p : out)
-      if (!p.match && p.e > p.b) run(s.substr(p.b, p.e - p.b), level + 1);
+    for (const Part& p : split_by(*im.split_regex[level], s, rule.behavior, rule.invert))
+      if (!p.match && p.e > p.b) run(s.substr(p.b, p.e - p.b), level + 1, offset + p.b, piece_at_start);
   }
 };
 
@@ -416,29 +462,44 @@ struct PreTokenizer {
 
 void Impl::pre_tokenize(std::string_view text, const std::function<void(std::string_view)>& on_word,
                         const std::function<void(int32_t)>& on_added) const {
+  std::string clean;
+  if (sanitize && !is_valid_utf8(text)) {
+    clean = replace_invalid_utf8(text);
+    text = clean;
+  }
   std::vector<Span> spans;
   if (added_plain.empty()) {
     spans.push_back({0, text.size(), -1});
   } else {
     split_added(*this, added_plain, text, 0, text.size(), spans);
   }
-  if (!added_normalized.empty()) {
-    std::vector<Span> second;
-    for (const Span& sp : spans) {
-      if (sp.added >= 0) {
-        second.push_back(sp);
-      } else {
-        split_added(*this, added_normalized, text, sp.b, sp.e, second);
-      }
-    }
-    spans.swap(second);
-  }
   PreTokenizer pt{*this, on_word};
+  std::string normalized;
+  std::vector<Span> inner;
   for (const Span& sp : spans) {
     if (sp.added >= 0) {
       on_added(sp.added);
+      continue;
+    }
+    // Normalize the piece, then cut the normalized added tokens out of it.
+    std::string_view piece = text.substr(sp.b, sp.e - sp.b);
+    if (!data.normalizers.empty()) {
+      normalized.assign(piece);
+      normalize(normalized);
+      piece = normalized;
+    }
+    inner.clear();
+    if (added_normalized.empty()) {
+      inner.push_back({0, piece.size(), -1});
     } else {
-      pt.run(text.substr(sp.b, sp.e - sp.b), 0);
+      split_added(*this, added_normalized, piece, 0, piece.size(), inner);
+    }
+    for (const Span& in : inner) {
+      if (in.added >= 0) {
+        on_added(in.added);
+      } else {
+        pt.run(piece.substr(in.b, in.e - in.b), 0, in.b, sp.b == 0);
+      }
     }
   }
 }

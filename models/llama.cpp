@@ -99,7 +99,8 @@ Attention::Attention(const ModelConfig& c, const ModelOptions& o, size_t layer_i
   }
 }
 
-Tensor Attention::forward(const Tensor& x, const Tensor& cos, const Tensor& sin, KVCache* cache) const {
+Tensor Attention::forward(const Tensor& x, const Tensor& cos, const Tensor& sin, KVCache* cache,
+                          const Tensor& segments) const {
   LOWBIT_CHECK(x.dim() == 3, "Attention: x must be (B, T, C), got ", shape_str(x.shape()));
   const int64_t B = x.size(0), T = x.size(1);
   // (B, T, H * D) -> (B, T, H, D), per-head norm (qwen3), -> (B, H, T, D), rotate.
@@ -112,7 +113,7 @@ Tensor Attention::forward(const Tensor& x, const Tensor& cos, const Tensor& sin,
   Tensor k = apply_rope(heads(k_proj, k_norm, kv_heads_), cos, sin);
   Tensor v = heads(v_proj, nullptr, kv_heads_);
   if (cache) std::tie(k, v) = cache->append(layer_, k, v);
-  const Tensor y = scaled_dot_product_attention(q, k, v, /*causal=*/true);  // (B, H, T, D)
+  const Tensor y = scaled_dot_product_attention(q, k, v, /*causal=*/true, 0.0, segments);  // (B, H, T, D)
   return o_proj->forward(y.transpose(1, 2).reshape({B, T, heads_ * head_dim_}));
 }
 
@@ -130,8 +131,9 @@ DecoderLayer::DecoderLayer(const ModelConfig& c, const ModelOptions& o, size_t l
   scale_init(c, o, mlp->down_proj->weight);
 }
 
-Tensor DecoderLayer::forward(const Tensor& x, const Tensor& cos, const Tensor& sin, KVCache* cache) const {
-  const Tensor h = add(x, self_attn->forward(input_layernorm->forward(x), cos, sin, cache));
+Tensor DecoderLayer::forward(const Tensor& x, const Tensor& cos, const Tensor& sin, KVCache* cache,
+                             const Tensor& segments) const {
+  const Tensor h = add(x, self_attn->forward(input_layernorm->forward(x), cos, sin, cache, segments));
   return add(h, mlp->forward(post_attention_layernorm->forward(h)));
 }
 
@@ -147,18 +149,30 @@ DecoderStack::DecoderStack(const ModelConfig& c, const ModelOptions& o, Generato
   if (c.rope_scaling) inv_freq_ = llama3_scaled_inv_freq(inv_freq_, *c.rope_scaling);
 }
 
-Tensor DecoderStack::forward(const Tensor& ids, KVCache* cache, bool checkpoint_layers) const {
+Tensor DecoderStack::forward(const Tensor& ids, KVCache* cache, bool checkpoint_layers, const Packing* packing) const {
   LOWBIT_CHECK(ids.dim() == 2, "model: ids must be (B, T), got ", shape_str(ids.shape()));
   const int64_t T = ids.size(1), offset = cache ? cache->length() : 0;
-  const std::pair<Tensor, Tensor> cs = rope_cos_sin(inv_freq_, T, offset, compute_, ids.device());
+  Tensor segments;
+  std::pair<Tensor, Tensor> cs;
+  if (packing) {
+    LOWBIT_CHECK(!cache, "model: packed rows cannot use a KV cache");
+    LOWBIT_CHECK(packing->positions.shape() == ids.shape() && packing->segments.shape() == ids.shape(),
+                 "model: packing positions ", shape_str(packing->positions.shape()), " and segments ",
+                 shape_str(packing->segments.shape()), " must have the shape of ids ", shape_str(ids.shape()));
+    cs = rope_cos_sin_at(inv_freq_, packing->positions, compute_);
+    cs = {cs.first.to(ids.device()), cs.second.to(ids.device())};
+    segments = packing->segments.contiguous();
+  } else {
+    cs = rope_cos_sin(inv_freq_, T, offset, compute_, ids.device());
+  }
   const Tensor &cos = cs.first, &sin = cs.second;
   Tensor h = embed_tokens->forward(ids).to(compute_);
   for (const DecoderLayer* layer : *layers) {
     if (checkpoint_layers) {
-      h = checkpoint([layer, cos, sin](const Tensor& x) { return layer->forward(x, cos, sin, nullptr); }, h,
-                     layer->parameters());
+      h = checkpoint([layer, cos, sin, segments](const Tensor& x) { return layer->forward(x, cos, sin, nullptr, segments); },
+                     h, layer->parameters());
     } else {
-      h = layer->forward(h, cos, sin, cache);
+      h = layer->forward(h, cos, sin, cache, segments);
     }
   }
   if (cache) cache->advance(T);
@@ -180,17 +194,17 @@ CausalLM::CausalLM(const ModelConfig& config, const ModelOptions& options) : con
 
 const Tensor& CausalLM::output_weight() const { return lm_head ? lm_head->weight : model->embed_tokens->weight; }
 
-Tensor CausalLM::forward(const Tensor& ids, KVCache* cache) const {
+Tensor CausalLM::forward(const Tensor& ids, KVCache* cache, const Packing* packing) const {
   // Recomputation must not append to a cache twice, so checkpointing is for cache-free passes.
   const bool ckpt = options_.activation_checkpointing && is_training() && grad_enabled() && cache == nullptr;
-  const Tensor h = model->forward(ids, cache, ckpt);
+  const Tensor h = model->forward(ids, cache, ckpt, packing);
   return linear(h, output_weight());  // casts the f32 (tied) weight to h.dtype() inside
 }
 
-Tensor CausalLM::loss(const Tensor& ids, const Tensor& targets) const {
+Tensor CausalLM::loss(const Tensor& ids, const Tensor& targets, const Packing* packing) const {
   LOWBIT_CHECK(targets.shape() == ids.shape(), "CausalLM::loss: targets ", shape_str(targets.shape()),
                " must have the shape of ids ", shape_str(ids.shape()));
-  return cross_entropy(forward(ids), targets);
+  return cross_entropy(forward(ids, nullptr, packing), targets);
 }
 
 double CausalLM::train_flops(int64_t tokens, int64_t seq) const {

@@ -59,11 +59,20 @@ class KVCache {
   int64_t batch_, capacity_, length_ = 0;
 };
 
+// Several examples packed into each row of a batch: attention stays inside an example
+// (block-diagonal causal) and positions restart at 0 for each, so every example is computed as
+// if it were alone in its row.
+struct Packing {
+  Tensor positions;  // (B, T) i64: the position of each token inside its example
+  Tensor segments;   // (B, T) i64: which example each token belongs to
+};
+
 class Attention : public nn::Module {
  public:
   Attention(const ModelConfig& c, const ModelOptions& o, size_t layer_index, Generator* gen);
-  // x: (B, T, C), cos/sin: (T, head_dim) -> (B, T, C)
-  Tensor forward(const Tensor& x, const Tensor& cos, const Tensor& sin, KVCache* cache) const;
+  // x: (B, T, C), cos/sin: (T, head_dim) or (B, 1, T, head_dim) -> (B, T, C); segments: see Packing
+  Tensor forward(const Tensor& x, const Tensor& cos, const Tensor& sin, KVCache* cache,
+                 const Tensor& segments = Tensor()) const;
 
   nn::Linear *q_proj, *k_proj, *v_proj, *o_proj;
   nn::RMSNorm *q_norm = nullptr, *k_norm = nullptr;
@@ -77,7 +86,8 @@ class DecoderLayer : public nn::Module {
  public:
   DecoderLayer(const ModelConfig& c, const ModelOptions& o, size_t layer_index, Generator* gen);
   // x: (B, T, C) -> (B, T, C):  h = x + attn(norm(x));  out = h + mlp(norm(h))
-  Tensor forward(const Tensor& x, const Tensor& cos, const Tensor& sin, KVCache* cache) const;
+  Tensor forward(const Tensor& x, const Tensor& cos, const Tensor& sin, KVCache* cache,
+                 const Tensor& segments = Tensor()) const;
 
   nn::RMSNorm* input_layernorm;
   Attention* self_attn;
@@ -90,7 +100,7 @@ class DecoderStack : public nn::Module {
  public:
   DecoderStack(const ModelConfig& c, const ModelOptions& o, Generator* gen);
   // ids: (B, T) integer -> hidden states (B, T, C) in the compute dtype
-  Tensor forward(const Tensor& ids, KVCache* cache, bool checkpoint_layers) const;
+  Tensor forward(const Tensor& ids, KVCache* cache, bool checkpoint_layers, const Packing* packing = nullptr) const;
 
   nn::Embedding* embed_tokens;
   nn::ModuleList<DecoderLayer>* layers;
@@ -106,11 +116,12 @@ class CausalLM : public nn::Module {
   explicit CausalLM(const ModelConfig& config, const ModelOptions& options = {});
 
   // ids: (B, T) integer -> logits (B, T, V) in the compute dtype. With a cache, ids are the
-  // next T positions after cache->length() and the cache advances by T.
-  Tensor forward(const Tensor& ids, KVCache* cache = nullptr) const;
+  // next T positions after cache->length() and the cache advances by T. With packing (no
+  // cache), each row holds several examples (see Packing).
+  Tensor forward(const Tensor& ids, KVCache* cache = nullptr, const Packing* packing = nullptr) const;
   // Mean next-token cross-entropy of forward(ids) against targets (B, T); targets equal to
   // ignore_index (-100) are skipped.
-  Tensor loss(const Tensor& ids, const Tensor& targets) const;
+  Tensor loss(const Tensor& ids, const Tensor& targets, const Packing* packing = nullptr) const;
 
   // The output projection: lm_head.weight, or model.embed_tokens.weight when tied.
   const Tensor& output_weight() const;

@@ -6,7 +6,7 @@
 set -euo pipefail
 pkgs=(cmake ninja-build g++ ccache libeigen3-dev libdnnl-dev nlohmann-json3-dev
       libgtest-dev libgmock-dev libbenchmark-dev libopenmpi-dev openmpi-bin libopenblas-dev libomp-dev
-      pkg-config libpcre2-dev fortunes)
+      pkg-config libpcre2-dev libutf8proc-dev libsentencepiece-dev fortunes)
 pkgs+=("$@")  # extra packages a caller needs (scripts/fuzz.sh: clang-14 libfuzzer-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do

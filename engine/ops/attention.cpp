@@ -82,6 +82,7 @@ struct Geom {
   int64_t B, Hq, Hkv, G, T, S, D;  // G = Hq / Hkv query heads per kv head
   bool causal;
   int64_t off;  // S - T: with causal, query i sees keys j <= i + off
+  const int64_t* seg = nullptr;  // (B, T) segment ids: query i sees key j only when they match
   double scale;
   int64_t nqb, nkb;  // query / key blocks
   int64_t bq, bk;    // rows of the largest query / key block: min(kBlockQ, T), min(kBlockK, S)
@@ -172,14 +173,23 @@ C* take(C*& cursor, int64_t n) {
 constexpr int64_t slot(int64_t n) { return (n + 15) / 16 * 16; }
 
 
-// s (nq, nk; row stride g.bk) = scale * q k^T, with causally masked entries set to -inf.
-// q: (nq, D) rows q0.., k: (nk, D) rows k0...
+// s (nq, nk; row stride g.bk) = scale * q k^T of batch b, with masked entries (causal, other
+// segment) set to -inf. q: (nq, D) rows q0.., k: (nk, D) rows k0...
 template <class C>
-void block_scores(const Geom& g, const C* qp, int64_t ldq, int64_t q0, int64_t nq, const C* kp, int64_t ldk,
-                  int64_t k0, int64_t nk, C* s) {
+void block_scores(const Geom& g, int64_t b, const C* qp, int64_t ldq, int64_t q0, int64_t nq, const C* kp,
+                  int64_t ldk, int64_t k0, int64_t nk, C* s) {
   cpu::gemm(false, true, nq, nk, g.D, static_cast<C>(g.scale), qp, ldq, kp, ldk, C(0), s, g.bk);
-  if (!g.causal || k0 + nk - 1 <= q0 + g.off) return;  // the whole tile is visible
   const C ninf = -std::numeric_limits<C>::infinity();
+  if (g.seg) {
+    const int64_t* sq = g.seg + b * g.T + q0;
+    const int64_t* sk = g.seg + b * g.T + k0;
+    for (int64_t i = 0; i < nq; ++i) {
+      C* row = s + i * g.bk;
+      for (int64_t j = 0; j < nk; ++j)
+        if (sk[j] != sq[i]) row[j] = ninf;
+    }
+  }
+  if (!g.causal || k0 + nk - 1 <= q0 + g.off) return;  // the whole tile is causally visible
   for (int64_t i = 0; i < nq; ++i) {
     const int64_t first_masked = std::max<int64_t>(0, q0 + i + g.off - k0 + 1);
     C* row = s + i * g.bk;
@@ -228,14 +238,14 @@ void attention_forward_cpu(const Geom& g, const Tensor& q, const Tensor& k, cons
       const int64_t nk = std::min(kBlockK, kend - k0);
       const C* kp = load_rows(K, b, hk, k0, nk, D, kbuf, ldk);
       const C* vp = load_rows(V, b, hk, k0, nk, D, vbuf, ldv);
-      block_scores(g, qp, ldq, q0, nq, kp, ldk, k0, nk, s);
+      block_scores(g, b, qp, ldq, q0, nq, kp, ldk, k0, nk, s);
       for (int64_t i = 0; i < nq; ++i) {
         C* row = s + i * g.bk;
         C mx = ninf;
 #pragma omp simd reduction(max : mx)
         for (int64_t j = 0; j < nk; ++j) mx = std::max(mx, row[j]);
         const C mnew = std::max(m[i], mx);
-        if (mnew == ninf) {  // no visible key yet (unreachable for S >= 1: key 0 is in every row's first block)
+        if (mnew == ninf) {  // no visible key yet (with segments: this tile holds only other segments' keys)
           std::fill(row, row + nk, C(0));
           continue;
         }
@@ -303,7 +313,7 @@ struct BackwardCtx {
   // One (query block, key block) tile of head (b, h): s <- P, dp <- dS (row stride g.bk).
   void tile(int64_t b, int64_t h, int64_t q0, int64_t nq, const C* qp, int64_t ldq, const C* dop, int64_t lddo,
             int64_t k0, int64_t nk, const C* kp, int64_t ldk, const C* vp, int64_t ldv, C* s, C* dp) const {
-    block_scores(g, qp, ldq, q0, nq, kp, ldk, k0, nk, s);
+    block_scores(g, b, qp, ldq, q0, nq, kp, ldk, k0, nk, s);
     // dP = dO V^T
     cpu::gemm(false, true, nq, nk, g.D, C(1), dop, lddo, vp, ldv, C(0), dp, g.bk);
     const int64_t row0 = (b * g.Hq + h) * g.T + q0;
@@ -459,7 +469,7 @@ Grads attention_backward_cpu(const Geom& g, const Tensor& q, const Tensor& k, co
   return r;
 }
 
-Geom check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double scale) {
+Geom check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double scale, const Tensor& segments) {
   LOWBIT_CHECK(q.defined() && k.defined() && v.defined(), kOp, ": undefined input");
   const auto shapes = [&] {
     return std::string("q ") + shape_str(q.shape()) + ", k " + shape_str(k.shape()) + ", v " + shape_str(v.shape());
@@ -497,6 +507,14 @@ Geom check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, bool causal
   g.nkb = ceil_div(g.S, kBlockK);
   g.bq = std::max<int64_t>(1, std::min(kBlockQ, g.T));
   g.bk = std::max<int64_t>(1, std::min(kBlockK, g.S));
+  if (segments.defined()) {
+    LOWBIT_CHECK(causal && g.T == g.S, kOp, ": segments need causal self-attention (T == S): ", shapes());
+    LOWBIT_CHECK(segments.shape() == (Shape{g.B, g.T}) && segments.dtype() == DType::i64 && segments.is_contiguous() &&
+                     segments.device() == q.device(),
+                 kOp, ": segments must be a contiguous i64 (B, T) = (", g.B, ", ", g.T, ") tensor on ", q.device(),
+                 ", got ", shape_str(segments.shape()), " ", segments.dtype());
+    if (q.device().is_cpu()) g.seg = segments.data<int64_t>();
+  }
   return g;
 }
 
@@ -509,8 +527,9 @@ void set_attention_backward_for_testing(AttentionBackward schedule) {
 }  // namespace detail
 
 // q: (B, Hq, T, D), k, v: (B, Hkv, S, D) -> (B, Hq, T, D)
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double scale) {
-  const Geom g = check_inputs(q, k, v, causal, scale);
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double scale,
+                                    const Tensor& segments) {
+  const Geom g = check_inputs(q, k, v, causal, scale, segments);
   const DType dt = q.dtype();
   const Device dev = q.device();
   Tensor out = empty(q.shape(), dt, dev);
@@ -528,7 +547,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     });
   }
   // Saved: the inputs (handles, no copies), the output and the row logsumexp.
-  return record(kOp, out, {q, k, v}, {q, k, v, out, lse}, [g](const BackwardArgs& a) {
+  // The backward's Geom points into `segments`: the lambda keeps it alive.
+  return record(kOp, out, {q, k, v}, {q, k, v, out, lse}, [g, segments](const BackwardArgs& a) {
     const Tensor q = a.saved(0), k = a.saved(1), v = a.saved(2);
     const bool want_q = a.needs_grad(0), want_kv = a.needs_grad(1) || a.needs_grad(2);
     Grads r;

@@ -18,6 +18,9 @@ namespace lowbit {
 // queries are the last T positions of a length-S sequence whose earlier keys/values are
 // cached (KV-cache decode / chunked prefill); T == 1 sees every key.
 // Non-causal: every query sees all S keys. S == 0 (non-causal) gives zeros.
+// segments (optional, causal with T == S only): a contiguous i64 (B, T) tensor of segment ids;
+// query i also sees key j only when segments[b, i] == segments[b, j]. Several sequences packed
+// into one row then attend block-diagonally, each as if alone (not differentiable).
 //
 // q, k, v: same dtype (f64, f32, bf16 or f16; bf16/f16 compute in f32), same device (CPU, or
 // meta for shape propagation), any strides (e.g. q = x.transpose(1, 2) of a (B, T, H, D)
@@ -26,7 +29,7 @@ namespace lowbit {
 // Differentiable w.r.t. q, k and v (once: the backward itself is not recorded).
 // Results are bitwise reproducible for a given OpenMP thread count.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true,
-                                    double scale = 0);
+                                    double scale = 0, const Tensor& segments = Tensor());
 
 namespace detail {
 // Testing hook: the backward schedule (see attention.cpp). Auto picks the fused single pass

@@ -43,6 +43,30 @@ std::pair<Tensor, Tensor> rope_cos_sin(const std::vector<double>& inv_freq, int6
   return {from_vector(c, {T, D}, dtype).to(device), from_vector(s, {T, D}, dtype).to(device)};
 }
 
+// The same angles as rope_cos_sin (position * frequency in f64), so a packed sequence's rows
+// equal the unpacked ones bit for bit.
+std::pair<Tensor, Tensor> rope_cos_sin_at(const std::vector<double>& inv_freq, const Tensor& positions, DType dtype) {
+  LOWBIT_CHECK(!inv_freq.empty(), "rope: no frequencies");
+  LOWBIT_CHECK(positions.dim() == 2 && positions.dtype() == DType::i64 && positions.device().is_cpu(),
+               "rope: positions must be a CPU i64 (B, T) tensor, got ", positions.str());
+  const int64_t B = positions.size(0), T = positions.size(1);
+  const int64_t half = static_cast<int64_t>(inv_freq.size()), D = 2 * half;
+  const Tensor p = positions.contiguous();
+  const int64_t* pos = p.data<int64_t>();
+  std::vector<double> c(static_cast<size_t>(B * T * D)), s(static_cast<size_t>(B * T * D));
+  for (int64_t r = 0; r < B * T; ++r) {
+    LOWBIT_CHECK(pos[r] >= 0, "rope: position ", pos[r], " at ", r, " is negative");
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle = static_cast<double>(pos[r]) * inv_freq[static_cast<size_t>(i)];
+      for (int64_t h : {i, i + half}) {
+        c[static_cast<size_t>(r * D + h)] = std::cos(angle);
+        s[static_cast<size_t>(r * D + h)] = std::sin(angle);
+      }
+    }
+  }
+  return {from_vector(c, {B, 1, T, D}, dtype), from_vector(s, {B, 1, T, D}, dtype)};
+}
+
 namespace {
 
 // Rotates every row of x: (..., T, D) (any strides, unit inner stride) into out (same shape,
@@ -50,12 +74,14 @@ namespace {
 //   forward:  out[j] = x[j] c[j] - x[j+h] s[j],      out[j+h] = x[j+h] c[j+h] + x[j] s[j+h]
 //   backward: out[j] = x[j] c[j] + x[j+h] s[j+h],    out[j+h] = x[j+h] c[j+h] - x[j] s[j]
 // (the backward is the transpose of the forward's rotation, x being the incoming gradient).
-// x: (..., T, D), cos/sin: (T, D) -> out: (..., T, D)
+// x: (..., T, D), cos/sin: (T, D) -> out: (..., T, D); or x: (B, H, T, D), cos/sin: (B, 1, T, D)
+// (per-sequence positions) -> out: (B, H, T, D)
 template <class T, bool kBackward>
 void rope_kernel(const Tensor& x, const Tensor& cos, const Tensor& sin, const Tensor& out) {
   using C = opmath_t<T>;
   const int64_t nd = x.dim(), D = x.size(-1), T_ = x.size(-2), h = D / 2;
   const int64_t rows = x.numel() / D;
+  const int64_t rows_per_table = cos.dim() == 4 ? rows / x.size(0) : rows;  // rows sharing one table
   const T* xb = x.data<T>();
   T* ob = out.data<T>();
   const T* cb = cos.data<T>();
@@ -69,7 +95,7 @@ void rope_kernel(const Tensor& x, const Tensor& cos, const Tensor& sin, const Te
       xo += i * x.stride(d);
       oo += i * out.stride(d);
     }
-    const int64_t t = r % T_;
+    const int64_t t = r / rows_per_table * T_ + r % T_;
     const T* xr = xb + xo;
     T* orow = ob + oo;
     const T* c = cb + t * D;
@@ -135,8 +161,9 @@ Tensor apply_rope(const Tensor& x, const Tensor& cos, const Tensor& sin) {
   LOWBIT_CHECK(x.dim() >= 2, "rope: x must be (..., T, D), got ", x.str());
   const int64_t T = x.size(-2), D = x.size(-1);
   LOWBIT_CHECK(D % 2 == 0, "rope: head dim must be even, got ", D);
-  LOWBIT_CHECK(cos.shape() == (Shape{T, D}) && sin.shape() == (Shape{T, D}), "rope: cos/sin must be (", T, ", ", D,
-               "), got ", shape_str(cos.shape()), " and ", shape_str(sin.shape()));
+  const Shape table = cos.dim() == 4 && x.dim() == 4 ? Shape{x.size(0), 1, T, D} : Shape{T, D};
+  LOWBIT_CHECK(cos.shape() == table && sin.shape() == table, "rope: cos/sin must be ", shape_str(table),
+               " (or (B, 1, T, D) for x (B, H, T, D)), got ", shape_str(cos.shape()), " and ", shape_str(sin.shape()));
   check_same_device("apply_rope", x, cos);
   check_same_device("apply_rope", x, sin);
   // The output (and in backward dx) takes x's layout when x is a permuted dense tensor.

@@ -18,6 +18,11 @@ std::pair<Tensor, Tensor> rope_cos_sin(int64_t T, int64_t D, double theta = 1000
 std::pair<Tensor, Tensor> rope_cos_sin(const std::vector<double>& inv_freq, int64_t T, int64_t offset = 0,
                                        DType dtype = DType::f32, Device device = kCPU);
 // x: (..., T, D), cos, sin: (T, D) -> (..., T, D)
+// x: (B, H, T, D), cos, sin: (B, 1, T, D) -> (B, H, T, D): a position table per sequence (packed
+// examples whose positions restart at 0; see rope_cos_sin_at)
 Tensor apply_rope(const Tensor& x, const Tensor& cos, const Tensor& sin);
+// -> cos, sin: (B, 1, T, D) for the positions (B, T) i64 (each >= 0), from the frequencies.
+std::pair<Tensor, Tensor> rope_cos_sin_at(const std::vector<double>& inv_freq, const Tensor& positions,
+                                          DType dtype = DType::f32);
 
 }  // namespace lowbit

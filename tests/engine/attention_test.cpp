@@ -375,6 +375,74 @@ TEST(Attention, GradcheckF64) {
   }
 }
 
+// Segments: a row of packed sequences attends block-diagonally, so each sequence's outputs and
+// gradients equal those of attention run on it alone (f64; the segment boundary falls inside
+// the first 128-row block and a third segment spans the block edge).
+TEST(Attention, SegmentsEqualSeparateSequences) {
+  for (AttentionBackward sched : {AttentionBackward::Fused, AttentionBackward::TwoPass}) {
+    ScheduleGuard sg(sched);
+    const int64_t T = 150, D = 4, Hq = 2, Hkv = 1;
+    const std::vector<int64_t> bounds = {0, 37, 120, 150};
+    std::vector<int64_t> seg(T);
+    for (size_t s = 0; s + 1 < bounds.size(); ++s)
+      for (int64_t t = bounds[s]; t < bounds[s + 1]; ++t) seg[static_cast<size_t>(t)] = int64_t(s) * 7 + 3;
+    const Tensor segments = from_vector(seg, {1, T});
+    Tensor q = leaf(random_values(Hq * T * D, 61), {1, Hq, T, D}, DType::f64);
+    Tensor k = leaf(random_values(Hkv * T * D, 62), {1, Hkv, T, D}, DType::f64);
+    Tensor v = leaf(random_values(Hkv * T * D, 63), {1, Hkv, T, D}, DType::f64);
+    const Tensor g = from_vector(random_values(Hq * T * D, 64), {1, Hq, T, D}, DType::f64);
+    const Tensor packed = scaled_dot_product_attention(q, k, v, true, 0, segments);
+    sum(mul(packed, g)).backward();
+    const auto po = packed.to_vector<double>();
+    const auto pdq = q.grad().to_vector<double>(), pdk = k.grad().to_vector<double>(), pdv = v.grad().to_vector<double>();
+    for (size_t s = 0; s + 1 < bounds.size(); ++s) {
+      const int64_t b0 = bounds[s], n = bounds[s + 1] - b0;
+      Tensor qs = leaf(q.narrow(2, b0, n).contiguous().to_vector<double>(), {1, Hq, n, D}, DType::f64);
+      Tensor ks = leaf(k.narrow(2, b0, n).contiguous().to_vector<double>(), {1, Hkv, n, D}, DType::f64);
+      Tensor vs = leaf(v.narrow(2, b0, n).contiguous().to_vector<double>(), {1, Hkv, n, D}, DType::f64);
+      const Tensor alone = scaled_dot_product_attention(qs, ks, vs, true);
+      sum(mul(alone, g.narrow(2, b0, n))).backward();
+      auto expect_rows = [&](const std::vector<double>& full, const Tensor& part, int64_t H, const char* what) {
+        const auto p = part.to_vector<double>();
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t t = 0; t < n; ++t)
+            for (int64_t d = 0; d < D; ++d)
+              EXPECT_NEAR(full[static_cast<size_t>((h * T + b0 + t) * D + d)], p[static_cast<size_t>((h * n + t) * D + d)],
+                          1e-12)
+                  << what << " segment " << s << " h " << h << " t " << t;
+      };
+      expect_rows(po, alone, Hq, "out");
+      expect_rows(pdq, qs.grad(), Hq, "dq");
+      expect_rows(pdk, ks.grad(), Hkv, "dk");
+      expect_rows(pdv, vs.grad(), Hkv, "dv");
+    }
+  }
+}
+
+TEST(Attention, GradcheckF64WithSegments) {
+  GradcheckOptions opts;
+  // Non-contiguous q, GQA 4/2, two batches with different segmentations.
+  Tensor q0 = leaf(random_values(2 * 6 * 4 * 3, 71), {2, 6, 4, 3}, DType::f64);
+  Tensor k = leaf(random_values(2 * 2 * 6 * 3, 72), {2, 2, 6, 3}, DType::f64);
+  Tensor v = leaf(random_values(2 * 2 * 6 * 3, 73), {2, 2, 6, 3}, DType::f64);
+  const Tensor segments = from_vector(std::vector<int64_t>{0, 0, 1, 1, 1, 2, 5, 5, 5, 5, 6, 6}, {2, 6});
+  auto f = [&](const std::vector<Tensor>& in) {
+    return scaled_dot_product_attention(in[0].transpose(1, 2), in[1], in[2], true, 0, segments);
+  };
+  const GradcheckResult r = gradcheck(f, {q0, k, v}, opts);
+  EXPECT_TRUE(r.ok) << r.message;
+}
+
+TEST(Attention, BadSegmentsThrow) {
+  const Tensor q = zeros({1, 1, 4, 2}), kv = zeros({1, 1, 4, 2});
+  EXPECT_THROW(scaled_dot_product_attention(q, kv, kv, true, 0, from_vector(std::vector<int64_t>{0, 0, 1}, {1, 3})), Error);
+  EXPECT_THROW(scaled_dot_product_attention(q, kv, kv, false, 0, from_vector(std::vector<int64_t>{0, 0, 1, 1}, {1, 4})),
+               Error);
+  EXPECT_THROW(scaled_dot_product_attention(q, zeros({1, 1, 5, 2}), zeros({1, 1, 5, 2}), true, 0,
+                                            from_vector(std::vector<int64_t>{0, 0, 1, 1}, {1, 4})),
+               Error);
+}
+
 TEST(Attention, CausalAlignsQueriesWithTheLastKeys) {
   // T = 1 sees all S keys: equals non-causal. T = S: query 0 sees key 0 only, so out[0] = v[0].
   const Shape ks{1, 1, 9, 4};

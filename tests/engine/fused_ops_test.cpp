@@ -198,6 +198,32 @@ TEST(FusedRope, Gradcheck) {
                    {leaf({2, 3, 6}, -1, 1, 13), leaf({3, 6}, -1, 1, 14), leaf({3, 6}, -1, 1, 15)});
 }
 
+// Per-sequence tables (B, 1, T, D): packed examples whose positions restart at 0.
+TEST(FusedRope, GradcheckPerSequenceTables) {
+  Generator g(16);
+  Tensor x = rand({2, 3, 2, 4}, -1, 1, DType::f64, &g).permute({0, 2, 1, 3});  // (B, H, T, D) from (B, T, H, D)
+  x.set_requires_grad(true);
+  expect_gradcheck([](V v) { return apply_rope(v[0], v[1], v[2]); },
+                   {x, leaf({2, 1, 3, 4}, -1, 1, 17), leaf({2, 1, 3, 4}, -1, 1, 18)});
+  // rope_cos_sin_at rows equal rope_cos_sin's rows of the same positions, bit for bit.
+  const std::vector<double> inv = rope_inv_freq(6, 500.0);
+  const auto [ca, sa] = rope_cos_sin_at(inv, from_vector(std::vector<int64_t>{0, 1, 2, 0, 3, 1}, {2, 3}), DType::f64);
+  const auto [c4, s4] = rope_cos_sin(inv, 4, 0, DType::f64);
+  const auto cav = ca.to_vector<double>(), c4v = c4.to_vector<double>(), sav = sa.to_vector<double>(),
+             s4v = s4.to_vector<double>();
+  const int64_t rows[6] = {0, 1, 2, 0, 3, 1};
+  for (int64_t r = 0; r < 6; ++r)
+    for (int64_t d = 0; d < 6; ++d) {
+      EXPECT_EQ(cav[static_cast<size_t>(r * 6 + d)], c4v[static_cast<size_t>(rows[r] * 6 + d)]);
+      EXPECT_EQ(sav[static_cast<size_t>(r * 6 + d)], s4v[static_cast<size_t>(rows[r] * 6 + d)]);
+    }
+  // Batch 1's table applies to batch 1 only: rotating with the swapped tables differs.
+  Tensor y = leaf({2, 1, 3, 6}, -1, 1, 19);
+  const auto ab = apply_rope(y, ca, sa).to_vector<double>();
+  const auto [cb, sb] = rope_cos_sin_at(inv, from_vector(std::vector<int64_t>{0, 3, 1, 0, 1, 2}, {2, 3}), DType::f64);
+  EXPECT_NE(ab, apply_rope(y, cb, sb).to_vector<double>());
+}
+
 TEST(FusedRope, MatchesCompositeF32AndBf16) {
   auto [c, s] = rope_cos_sin(40, 64, 10000.0, 3, DType::f32);
   const auto fused = [c = c, s = s](V v) { return apply_rope(v[0], c, s); };

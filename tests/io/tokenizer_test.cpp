@@ -465,12 +465,22 @@ TEST(TokenizerFile, MergesNamingUnknownTokens) {
 }
 
 TEST(TokenizerFile, UnsupportedFeatures) {
-  expect_error([](json& j) { j["normalizer"] = {{"type", "NFC"}}; }, "normalizer", "'NFC' is not supported");
+  expect_error([](json& j) { j["normalizer"] = {{"type", "Precompiled"}}; }, "normalizer.type", "'Precompiled' is not supported");
+  expect_error(
+      [](json& j) {
+        j["normalizer"] = {{"type", "Sequence"}, {"normalizers", json::array({{{"type", "NFC"}}, {{"type", "BertNormalizer"}}})}};
+      },
+      "normalizer.normalizers[1].type", "'BertNormalizer'");
+  expect_error([](json& j) { j["normalizer"] = {{"type", "Replace"}, {"pattern", {{"Regex", "(x"}}}, {"content", ""}}; },
+               "normalizer[0].pattern", "cannot compile regex");
+  expect_error([](json& j) { j["decoder"] = {{"type", "Metaspace"}}; }, "decoder", "ByteLevel decoder alone");
+  expect_error([](json& j) { j["pre_tokenizer"] = {{"type", "Metaspace"}, {"prepend_scheme", "sometimes"}}; },
+               "pre_tokenizer.prepend_scheme", "'sometimes'");
   expect_error([](json& j) { j["model"]["type"] = "WordPiece"; }, "model.type", "'WordPiece'");
   expect_error([](json& j) { j["decoder"] = {{"type", "WordPiece"}}; }, "decoder.type", "'WordPiece'");
   expect_error([](json& j) { j["pre_tokenizer"] = {{"type", "Whitespace"}}; }, "pre_tokenizer.type", "'Whitespace'");
-  expect_error([](json& j) { j["pre_tokenizer"] = nullptr; }, "pre_tokenizer", "null");
-  expect_error([](json& j) { j["model"]["byte_fallback"] = true; }, "model.byte_fallback");
+  expect_error([](json& j) { j["pre_tokenizer"] = nullptr; }, "decoder", "ByteLevel pre-tokenizer");
+  expect_error([](json& j) { j["model"]["byte_fallback"] = true; }, "model.byte_fallback", "ByteLevel");
   expect_error([](json& j) { j["model"]["dropout"] = 0.1; }, "model.dropout");
   expect_error([](json& j) { j["model"]["continuing_subword_prefix"] = "##"; }, "model.continuing_subword_prefix");
   expect_error([](json& j) { j["truncation"] = {{"max_length", 8}}; }, "truncation");

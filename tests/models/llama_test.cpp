@@ -157,6 +157,37 @@ TEST(Llama, GradcheckCatchesAWrongModel) {
   EXPECT_FALSE(r.ok);
 }
 
+// Two examples packed into one row (positions restarting at 0, block-diagonal attention) give
+// the logits of each example run alone, for every family (qwen3: q/k norm before the rotation).
+class PackedRowsAgree : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PackedRowsAgree, WithSeparateExamples) {
+  const ModelConfig c = tiny(GetParam());
+  ModelOptions o;
+  o.param_dtype = o.compute_dtype = DType::f64;
+  o.seed = 7;
+  CausalLM m(c, o);
+  const Tensor a = batch_ids(1, 5, c.vocab_size, 21), b = batch_ids(1, 7, c.vocab_size, 22);
+  const auto av = a.to_vector<int64_t>(), bv = b.to_vector<int64_t>();
+  std::vector<int64_t> ids = av, pos, seg;
+  ids.insert(ids.end(), bv.begin(), bv.end());
+  for (int64_t t = 0; t < 5; ++t) pos.push_back(t), seg.push_back(0);
+  for (int64_t t = 0; t < 7; ++t) pos.push_back(t), seg.push_back(1);
+  const Packing packing{from_vector(pos, {1, 12}), from_vector(seg, {1, 12})};
+  const auto packed = m.forward(from_vector(ids, {1, 12}), nullptr, &packing).to_vector<double>();
+  const auto la = m.forward(a).to_vector<double>(), lb = m.forward(b).to_vector<double>();
+  const size_t V = static_cast<size_t>(c.vocab_size);
+  for (size_t i = 0; i < la.size(); ++i) EXPECT_NEAR(packed[i], la[i], 1e-12) << i;
+  for (size_t i = 0; i < lb.size(); ++i) EXPECT_NEAR(packed[5 * V + i], lb[i], 1e-12) << i;
+  // Without the packing the second example sees the first: its logits differ.
+  const auto unpacked = m.forward(from_vector(ids, {1, 12})).to_vector<double>();
+  double diff = 0;
+  for (size_t i = 0; i < lb.size(); ++i) diff = std::max(diff, std::abs(unpacked[5 * V + i] - lb[i]));
+  EXPECT_GT(diff, 1e-6);
+}
+
+INSTANTIATE_TEST_SUITE_P(Llama, PackedRowsAgree, ::testing::Values("llama", "qwen2", "qwen3"));
+
 class KVCacheAgrees : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(KVCacheAgrees, WithAFullForward) {
