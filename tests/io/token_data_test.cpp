@@ -2,6 +2,7 @@
 // prepare_data's document split. Also CRC-32C against the published check value.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -55,6 +56,116 @@ TEST(TokenShard, RoundTripsDocumentsWithEosIn2And4ByteTokens) {
   TokenShardWriter w(d + "/bad.bin", 10, 0);
   EXPECT_NE(error_of([&] { w.add_document({3, 10}); }).find("token id 10 >= vocab_size 10"), std::string::npos);
   EXPECT_THROW(TokenShardWriter(d + "/x.bin", 10, 10), Error);
+}
+
+// Chat shards: examples without separators, their offsets and the loss mask round trip; a
+// text shard (version 1, what every earlier build wrote) still reads.
+TEST(TokenShard, ChatShardsRoundTripExamplesAndMasks) {
+  const std::string d = temp_dir("chat");
+  for (uint32_t vocab : {100u, 70000u}) {
+    const std::string path = d + "/c" + std::to_string(vocab) + ".bin";
+    TokenShardWriter w(path, vocab, 2, /*chat=*/true);
+    w.add_example({1, 5, 6, 7}, {0, 0, 1, 1});
+    w.add_example({9}, {0});
+    w.add_example({1, 3, vocab - 1}, {0, 1, 1});
+    EXPECT_NE(error_of([&] { w.add_document({1}); }).find("chat shard"), std::string::npos);
+    EXPECT_NE(error_of([&] { w.add_example({1, 2}, {1}); }).find("mask of 1 entries for 2 tokens"), std::string::npos);
+    EXPECT_NE(error_of([&] { w.add_example({1}, {2}); }).find("0 or 1"), std::string::npos);
+    w.close();
+    const TokenShard s(path);
+    EXPECT_TRUE(s.header().chat);
+    EXPECT_EQ(s.header().num_documents, 3u);
+    EXPECT_EQ(s.tokens(0, s.size()), (std::vector<uint32_t>{1, 5, 6, 7, 9, 1, 3, vocab - 1}));
+    EXPECT_EQ(s.example_begin(0), 0u);
+    EXPECT_EQ(s.example_begin(1), 4u);
+    EXPECT_EQ(s.example_begin(2), 5u);
+    EXPECT_EQ(s.example_begin(3), 8u);
+    std::vector<int> mask;
+    for (uint64_t i = 0; i < s.size(); ++i) mask.push_back(s.trained(i));
+    EXPECT_EQ(mask, (std::vector<int>{0, 0, 1, 1, 0, 0, 1, 1}));
+    const uint64_t tb = s.header().token_bytes;
+    EXPECT_EQ(fs::file_size(path), kTokenShardHeaderBytes + (8 * tb + 7) / 8 * 8 + 8 * 4 + 8);
+  }
+  const TokenShard text(std::string(LOWBIT_TEST_DATA_DIR) + "/malformed/token_shard/ok_small.bin");
+  EXPECT_FALSE(text.header().chat);
+  EXPECT_THROW(text.example_begin(0), Error);
+  TokenShardWriter t(d + "/t.bin", 10, 0);
+  EXPECT_NE(error_of([&] { t.add_example({1}, {1}); }).find("text shard"), std::string::npos);
+}
+
+TEST(TokenShard, RejectsCorruptChatShards) {
+  const std::string d = temp_dir("chat_corrupt");
+  const std::string path = d + "/c.bin";
+  TokenShardWriter w(path, 50, 2, true);
+  w.add_example({1, 5, 6}, {0, 1, 1});
+  w.add_example({1, 7}, {0, 1});
+  w.close();
+  const std::string good = read_file(path, "test");
+  const size_t body = kTokenShardHeaderBytes, offsets = body + 16, mask = offsets + 3 * 8;
+  auto corrupt = [&](size_t at, char value, const std::string& needle) {
+    std::string bad = good;
+    bad[at] = value;
+    // Keep both checksums right so the structural check is what fires.
+    const uint32_t crc = crc32c(bad.data() + body, bad.size() - body);
+    std::memcpy(bad.data() + 40, &crc, 4);
+    const uint32_t hcrc = crc32c(bad.data() + 48, 16, crc32c(bad.data(), 44));
+    std::memcpy(bad.data() + 44, &hcrc, 4);
+    write_file_atomic(path, bad, "test");
+    const std::string msg = error_of([&] { TokenShard s(path); });
+    EXPECT_NE(msg.find(needle), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  };
+  corrupt(mask + 1, 2, "loss-mask byte 1 is 2");
+  corrupt(offsets + 8, 9, "example offset 1 is 9");
+  corrupt(offsets, 1, "example offset 0 is 1");
+  std::string bad = good;
+  bad[48] = 3;  // unknown flag (the header checksum then fails first)
+  write_file_atomic(path, bad, "test");
+  EXPECT_NE(error_of([&] { TokenShard s(path); }).find("header checksum"), std::string::npos);
+  write_file_atomic(path, good.substr(0, good.size() - 1), "test");
+  EXPECT_NE(error_of([&] { TokenShard s(path); }).find("data bytes"), std::string::npos);
+}
+
+// Unpacked chat rows: one example each, targets masked to the trained tokens, eos padding;
+// packed rows: examples back to back while they fit, positions restarting, segment ids.
+TEST(TokenLoader, ChatRowsMaskAndPack) {
+  const std::string d = temp_dir("chat_loader");
+  const std::string path = d + "/c.bin";
+  TokenShardWriter w(path, 50, 2, true);
+  w.add_example({1, 10, 11, 12}, {0, 0, 1, 1});      // 3 pairs
+  w.add_example({1, 20, 21}, {0, 1, 1});             // 2 pairs
+  w.add_example({7}, {1});                           // 0 pairs: skipped
+  w.add_example({1, 30, 31, 32, 33, 34, 35}, {0, 0, 0, 1, 1, 1, 1});  // 6 pairs: truncated to 5 at T = 5
+  w.close();
+  LoaderOptions o{.seq_len = 5, .batch_size = 3, .seed = 0, .shuffle = false};
+  TokenLoader plain({path}, o);
+  EXPECT_TRUE(plain.chat());
+  EXPECT_EQ(plain.num_examples(), 3u);
+  EXPECT_EQ(plain.truncated_examples(), 1u);
+  EXPECT_EQ(plain.windows_per_epoch(), 3);
+  const Batch a = plain.next_batch();
+  EXPECT_FALSE(a.positions.defined());
+  EXPECT_EQ(a.inputs.to_vector<int64_t>(), (std::vector<int64_t>{1, 10, 11, 2, 2, 1, 20, 2, 2, 2, 1, 30, 31, 32, 33}));
+  EXPECT_EQ(a.targets.to_vector<int64_t>(),
+            (std::vector<int64_t>{-100, 11, 12, -100, -100, 20, 21, -100, -100, -100, -100, -100, 32, 33, 34}));
+
+  o.pack = true;
+  o.batch_size = 2;
+  TokenLoader packed({path}, o);
+  EXPECT_TRUE(packed.packed());
+  EXPECT_EQ(packed.windows_per_epoch(), 2);  // [3 + 2 pairs], [5 pairs]
+  const Batch b = packed.next_batch();
+  EXPECT_EQ(b.inputs.to_vector<int64_t>(), (std::vector<int64_t>{1, 10, 11, 1, 20, 1, 30, 31, 32, 33}));
+  EXPECT_EQ(b.targets.to_vector<int64_t>(), (std::vector<int64_t>{-100, 11, 12, 20, 21, -100, -100, 32, 33, 34}));
+  EXPECT_EQ(b.positions.to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 2, 0, 1, 0, 1, 2, 3, 4}));
+  EXPECT_EQ(b.segments.to_vector<int64_t>(), (std::vector<int64_t>{0, 0, 0, 1, 1, 0, 0, 0, 0, 0}));
+  EXPECT_NE(error_of([&] { packed.next(); }).find("next_batch"), std::string::npos);
+
+  // A text shard and a chat shard do not mix.
+  TokenShardWriter t(d + "/t.bin", 50, 2);
+  t.add_document({3, 4, 5, 6, 7, 8, 9});
+  t.close();
+  EXPECT_NE(error_of([&] { TokenLoader({path, d + "/t.bin"}, o); }).find("is a text shard but"), std::string::npos);
 }
 
 TEST(TokenShard, RejectsCorruptionWithOneLineErrors) {
