@@ -32,6 +32,7 @@ std::vector<std::string> list_inputs(const std::vector<std::string>& inputs) {
       std::vector<std::string> found;
       for (const auto& e : fs::recursive_directory_iterator(in))
         if (e.is_regular_file()) found.push_back(e.path().string());
+      LOWBIT_CHECK(!found.empty(), "prepare_data: input directory ", in, " holds no files");
       std::sort(found.begin(), found.end());
       files.insert(files.end(), found.begin(), found.end());
     } else {
@@ -41,15 +42,34 @@ std::vector<std::string> list_inputs(const std::vector<std::string>& inputs) {
   return files;
 }
 
+// A text input: read, not empty, valid UTF-8.
+std::string read_text(const std::string& path) {
+  std::string text = read_file(path, "prepare_data");
+  LOWBIT_CHECK(!text.empty(), "prepare_data: input ", path, " is empty");
+  if (!tok::is_valid_utf8(text)) {
+    const std::string fixed = tok::replace_invalid_utf8(text);
+    size_t at = 0;
+    while (at < text.size() && at < fixed.size() && text[at] == fixed[at]) ++at;
+    LOWBIT_FAIL("prepare_data: input ", path, " is not valid UTF-8 (first bad byte at offset ", at,
+                "); text inputs must be UTF-8");
+  }
+  return text;
+}
+
 // Numbered shards of one split, started lazily and rolled over at max_shard_tokens.
 class ShardSeries {
  public:
   ShardSeries(std::string dir, std::string prefix, uint32_t vocab, uint32_t eos, uint64_t max_tokens,
-              std::vector<std::string>* paths)
-      : dir_(std::move(dir)), prefix_(std::move(prefix)), vocab_(vocab), eos_(eos), max_(max_tokens), paths_(paths) {}
+              std::vector<std::string>* paths, bool chat = false)
+      : dir_(std::move(dir)), prefix_(std::move(prefix)), vocab_(vocab), eos_(eos), max_(max_tokens), paths_(paths),
+        chat_(chat) {}
   void add(const std::vector<uint32_t>& doc) {
     if (!w_ || w_->num_tokens() >= max_) roll();
     w_->add_document(doc);
+  }
+  void add(const std::vector<uint32_t>& ids, const std::vector<uint8_t>& mask) {
+    if (!w_ || w_->num_tokens() >= max_) roll();
+    w_->add_example(ids, mask);
   }
   void finish() {
     if (w_) w_->close();
@@ -62,12 +82,13 @@ class ShardSeries {
     char name[32];
     std::snprintf(name, sizeof name, "_%05zu.bin", paths_->size());
     paths_->push_back(dir_ + "/" + prefix_ + name);
-    w_ = std::make_unique<TokenShardWriter>(paths_->back(), vocab_, eos_);
+    w_ = std::make_unique<TokenShardWriter>(paths_->back(), vocab_, eos_, chat_);
   }
   std::string dir_, prefix_;
   uint32_t vocab_, eos_;
   uint64_t max_;
   std::vector<std::string>* paths_;
+  bool chat_;
   std::unique_ptr<TokenShardWriter> w_;
 };
 
@@ -90,7 +111,7 @@ PrepareResult prepare_data(const std::vector<std::string>& inputs, const std::st
   const auto threshold = static_cast<uint64_t>(opts.val_fraction * 18446744073709551616.0);
   uint64_t index = 0;
   for (const std::string& f : files) {
-    const std::string text = read_file(f, "prepare_data");
+    const std::string text = read_text(f);
     r.input_bytes += text.size();
     size_t pos = 0;
     while (pos <= text.size()) {
@@ -112,6 +133,78 @@ PrepareResult prepare_data(const std::vector<std::string>& inputs, const std::st
   val.finish();
   LOWBIT_CHECK(r.train_documents > 0, "prepare_data: no training documents (", r.val_documents,
                " went to validation, the inputs held ", r.input_bytes, " bytes)");
+  return r;
+}
+
+ChatPrepareResult prepare_chat(const std::vector<std::string>& inputs, const std::string& out_dir,
+                               const tok::Tokenizer& tokenizer, uint32_t eos_id, const ChatPrepareOptions& opts) {
+  using Overlong = ChatPrepareOptions::Overlong;
+  LOWBIT_CHECK(opts.val_fraction >= 0 && opts.val_fraction < 1, "prepare_data: val_fraction must be in [0, 1), got ",
+               opts.val_fraction);
+  LOWBIT_CHECK(opts.max_shard_tokens > 0, "prepare_data: max_shard_tokens must be positive");
+  const std::vector<std::string> files = list_inputs(inputs);
+  LOWBIT_CHECK(!files.empty(), "prepare_data: no input files");
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  LOWBIT_CHECK(!ec, "prepare_data: cannot create ", out_dir, ": ", ec.message());
+
+  ChatPrepareResult r;
+  const auto vocab = static_cast<uint32_t>(tokenizer.vocab_size());
+  ShardSeries train(out_dir, "train", vocab, eos_id, opts.max_shard_tokens, &r.train_shards, true);
+  ShardSeries val(out_dir, "val", vocab, eos_id, opts.max_shard_tokens, &r.val_shards, true);
+  const auto threshold = static_cast<uint64_t>(opts.val_fraction * 18446744073709551616.0);
+  uint64_t index = 0;
+  for (const std::string& f : files) {
+    const std::string text = read_file(f, "prepare_data");
+    LOWBIT_CHECK(!text.empty(), "prepare_data: input ", f, " is empty");
+    r.input_bytes += text.size();
+    size_t pos = 0, line_no = 0;
+    while (pos < text.size()) {
+      size_t end = text.find('\n', pos);
+      if (end == std::string::npos) end = text.size();
+      std::string_view line(text.data() + pos, end - pos);
+      pos = end + 1;
+      ++line_no;
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+      const std::string where = f + ":" + std::to_string(line_no);
+      ChatTokens t;
+      try {
+        const std::vector<ChatMessage> messages = parse_chat_record(line, where);
+        try {
+          t = tokenize_chat(render_chat(messages, opts.chat_template, opts.chat), tokenizer);
+        } catch (const Error& e) {
+          throw Error(where + ": " + error_text(e.what()));
+        }
+      } catch (const Error& e) {
+        if (!opts.skip_bad_records) throw;
+        ++r.bad_records;
+        continue;
+      }
+      if (opts.max_tokens > 0 && t.ids.size() > opts.max_tokens) {
+        LOWBIT_CHECK(opts.overlong != Overlong::Error, where, ": the example has ", t.ids.size(),
+                     " tokens, more than the limit of ", opts.max_tokens, " (truncate or skip it by a setting)");
+        if (opts.overlong == Overlong::Skip) {
+          ++r.overlong_skipped;
+          continue;
+        }
+        t.ids.resize(opts.max_tokens);
+        t.mask.resize(opts.max_tokens);
+        ++r.truncated;
+      }
+      const std::vector<uint32_t> ids(t.ids.begin(), t.ids.end());
+      const bool to_val = opts.val_fraction > 0 && splitmix64(opts.seed ^ splitmix64(index++)) < threshold;
+      (to_val ? val : train).add(ids, t.mask);
+      (to_val ? r.val_documents : r.train_documents) += 1;
+      (to_val ? r.val_tokens : r.train_tokens) += ids.size();
+      for (uint8_t m : t.mask) r.trained_tokens += m;
+    }
+  }
+  train.finish();
+  val.finish();
+  LOWBIT_CHECK(r.train_documents > 0, "prepare_data: no training examples (", r.val_documents,
+               " went to validation, ", r.bad_records, " bad records and ", r.overlong_skipped,
+               " over-long examples were skipped)");
   return r;
 }
 

@@ -21,7 +21,7 @@
 // Invalid UTF-8: a tokenizer that is byte-level and has no normalizer keeps every byte (regexes
 // run with PCRE2_MATCH_INVALID_UTF; unmatched bytes are pre-tokens of their own), so
 // decode(encode(s)) == s for every byte string and decode returns raw bytes. Every other
-// tokenizer first replaces each maximal invalid subsequence by U+FFFD, exactly as Python's
+// tokenizer (SentencePiece models too) first replaces each maximal invalid subsequence by U+FFFD, exactly as Python's
 // bytes.decode("utf-8", errors="replace") does (the reference only ever sees valid text).
 //
 // Anything in a tokenizer.json that this implementation does not do identically (a Unigram or

@@ -65,6 +65,13 @@ void Impl::build_sentencepiece() {
 }
 
 void Impl::sp_encode(std::string_view text, std::vector<int32_t>& out) const {
+  // Invalid UTF-8 as for every non-byte-level tokenizer (libsentencepiece's own replacement
+  // differs between its versions).
+  std::string clean;
+  if (!is_valid_utf8(text)) {
+    clean = replace_invalid_utf8(text);
+    text = clean;
+  }
   std::vector<int> ids;
   const auto status = sp->Encode(text, &ids);
   LOWBIT_CHECK(status.ok(), where(source), "encode: ", status.ToString());

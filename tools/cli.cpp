@@ -66,17 +66,7 @@ double Args::get_double(const std::string& name, double fallback) const {
   return r;
 }
 
-std::string user_message(const char* what) {
-  const std::string m = what;
-  const size_t colon = m.find(": ");
-  if (colon == std::string::npos) return m;
-  const std::string head = m.substr(0, colon);  // "path/file.cpp:47"
-  const size_t line = head.rfind(':');
-  const bool located = line != std::string::npos && line + 1 < head.size() &&
-                       head.find_first_not_of("0123456789", line + 1) == std::string::npos &&
-                       (head.find(".cpp:") != std::string::npos || head.find(".h:") != std::string::npos);
-  return located ? m.substr(colon + 2) : m;
-}
+std::string user_message(const char* what) { return error_text(what); }
 
 namespace {
 

@@ -1,0 +1,165 @@
+// Every tokenizer style of the supported families against Hugging Face `tokenizers` (and, for
+// the SentencePiece .model, the sentencepiece package): tests/data/tokenizer/golden_styles.json,
+// written by tests/reference/tokenizer_styles_golden.py. One test per style runs every case
+// (ids without and with special tokens, decode, decode skipping specials); plus unit checks of
+// the pieces the goldens exercise only together (U+FFFD replacement, normalizers, decoders,
+// write-back of the new keys).
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "lowbit/engine/error.h"
+#include "lowbit/io/tokenizer.h"
+
+namespace lowbit::tok {
+namespace {
+
+using nlohmann::json;
+
+const std::string kDir = std::string(LOWBIT_TEST_DATA_DIR) + "/tokenizer/";
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  EXPECT_TRUE(f.good()) << path;
+  std::ostringstream os;
+  os << f.rdbuf();
+  return os.str();
+}
+
+const json& golden() {
+  static const json g = json::parse(read_bytes(kDir + "golden_styles.json"));
+  return g;
+}
+
+std::string from_hex(const std::string& h) {
+  std::string out;
+  for (size_t i = 0; i + 1 < h.size(); i += 2) out += char(std::stoi(h.substr(i, 2), nullptr, 16));
+  return out;
+}
+
+std::string printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7F) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02X", c);
+      out += buf;
+    } else {
+      out += char(c);
+    }
+  }
+  return out;
+}
+
+const json& style(const std::string& name) {
+  for (const json& s : golden()["styles"])
+    if (s["name"] == name) return s;
+  throw std::runtime_error("no style " + name);
+}
+
+void check_style(const std::string& name) {
+  const json& st = style(name);
+  const Tokenizer t = Tokenizer::from_file(kDir + st["file"].get<std::string>());
+  // Byte-level tokenizers without a normalizer keep invalid bytes (their own golden in
+  // tokenizer_test); the reference only saw Python's replaced text, so they are given that.
+  const bool keeps_bytes = t.data().is_byte_level() && t.data().normalizers.empty() && !t.data().is_sentencepiece();
+  int checked = 0;
+  for (const json& c : golden()["cases"]) {
+    const json& g = c["styles"][name];
+    std::string text = c.contains("text") ? c["text"].get<std::string>() : from_hex(c["bytes_hex"]);
+    if (keeps_bytes) text = replace_invalid_utf8(text);
+    const std::string label = name + " / " + c["name"].get<std::string>() + ": \"" + printable(text) + "\"";
+    const auto ids = g["ids"].get<std::vector<int32_t>>();
+    EXPECT_EQ(t.encode(text), ids) << label;
+    EXPECT_EQ(t.encode(text, true), g["ids_with_special"].get<std::vector<int32_t>>()) << label;
+    EXPECT_EQ(t.decode(ids), g["decoded"].get<std::string>()) << label;
+    const auto with_special = g["ids_with_special"].get<std::vector<int32_t>>();
+    EXPECT_EQ(t.decode(with_special, true), g["decoded_skip_special"].get<std::string>()) << label;
+    ++checked;
+  }
+  EXPECT_GT(checked, 150);
+}
+
+TEST(TokenizerStyles, Qwen2Nfc) { check_style("qwen2"); }
+TEST(TokenizerStyles, Llama2SentencePieceBpeByteFallback) { check_style("llama2"); }
+TEST(TokenizerStyles, MistralMetaspaceFirst) { check_style("mistral"); }
+TEST(TokenizerStyles, MetaspaceBpeWithoutByteFallback) { check_style("metaspace"); }
+TEST(TokenizerStyles, MetaspaceNeverNoSplit) { check_style("metaspace_never"); }
+TEST(TokenizerStyles, NormalizerSequence) { check_style("normalizers"); }
+TEST(TokenizerStyles, Llama3Chat) { check_style("llama3_chat"); }
+TEST(TokenizerStyles, Gpt2) { check_style("gpt2"); }
+TEST(TokenizerStyles, Llama3) { check_style("llama3"); }
+TEST(TokenizerStyles, SentencePieceModel) { check_style("sentencepiece"); }
+
+// Python's bytes.decode("utf-8", errors="replace"): one U+FFFD per maximal invalid subpart.
+TEST(TokenizerStyles, InvalidUtf8ReplacedLikePython) {
+  const std::string r = "\xEF\xBF\xBD";
+  EXPECT_EQ(replace_invalid_utf8("abc"), "abc");
+  EXPECT_EQ(replace_invalid_utf8("a\x80z"), "a" + r + "z");
+  EXPECT_EQ(replace_invalid_utf8("\xE2\x82"), r);                   // truncated 3-byte sequence: one
+  EXPECT_EQ(replace_invalid_utf8("\xE2\x82z"), r + "z");
+  EXPECT_EQ(replace_invalid_utf8("\xC0\xAF"), r + r);               // overlong lead: each byte
+  EXPECT_EQ(replace_invalid_utf8("\xED\xA0\x80"), r + r + r);       // surrogate: each byte
+  EXPECT_EQ(replace_invalid_utf8("\xF0\x9F\x98"), r);               // truncated 4-byte sequence
+  EXPECT_EQ(replace_invalid_utf8("\xF4\x90\x80\x80"), r + r + r + r);  // above U+10FFFF
+  EXPECT_EQ(replace_invalid_utf8("\xFF\xFE"), r + r);
+  EXPECT_EQ(replace_invalid_utf8(std::string("a\0b", 3)), std::string("a\0b", 3));
+  EXPECT_TRUE(is_valid_utf8("\xF0\x9F\x98\x80 \xE2\x82\xAC"));
+  EXPECT_FALSE(is_valid_utf8("\xE2\x82"));
+}
+
+// A tokenizer.json of the new kinds writes back to an equal tokenizer (same ids on the golden
+// texts) and the keys survive the round trip.
+TEST(TokenizerStyles, WriteReadRoundTripKeepsNormalizersDecodersAndByteFallback) {
+  for (const char* file : {"llama2_style.tokenizer.json", "mistral_style.tokenizer.json", "normalizers_style.tokenizer.json",
+                           "metaspace_never_style.tokenizer.json"}) {
+    const Tokenizer a = Tokenizer::from_file(kDir + file);
+    const Tokenizer b = Tokenizer::from_json(a.to_json(), file);
+    EXPECT_EQ(b.data().normalizers.size(), a.data().normalizers.size()) << file;
+    EXPECT_EQ(b.data().decoders.size(), a.data().decoders.size()) << file;
+    EXPECT_EQ(b.data().byte_fallback, a.data().byte_fallback) << file;
+    EXPECT_EQ(b.data().pre_tokenizer.final_step, a.data().pre_tokenizer.final_step) << file;
+    EXPECT_EQ(b.data().pre_tokenizer.prepend_scheme, a.data().pre_tokenizer.prepend_scheme) << file;
+    for (const json& c : golden()["cases"]) {
+      if (!c.contains("text")) continue;
+      const std::string text = c["text"];
+      EXPECT_EQ(a.encode(text, true), b.encode(text, true)) << file << " " << printable(text);
+      const auto ids = a.encode(text);
+      EXPECT_EQ(a.decode(ids), b.decode(ids)) << file;
+    }
+  }
+}
+
+// A SentencePiece model: pieces, scores and types from the model; not writable as JSON.
+TEST(TokenizerStyles, SentencePieceModelMetadata) {
+  const Tokenizer t = Tokenizer::from_file(kDir + "llama2_style.model");
+  const TokenizerData& d = t.data();
+  ASSERT_TRUE(d.is_sentencepiece());
+  EXPECT_EQ(t.file_name(), "tokenizer.model");
+  EXPECT_EQ(d.scores.size(), t.vocab_size());
+  EXPECT_EQ(t.id_to_token(0), "<unk>");
+  EXPECT_EQ(t.token_to_id("</s>"), 2);
+  EXPECT_EQ(t.token_to_id("<0x41>"), t.token_to_id("<0x41>"));
+  EXPECT_EQ(d.piece_types[0], TokenizerData::PieceType::Unknown);
+  EXPECT_EQ(d.piece_types[1], TokenizerData::PieceType::Control);
+  EXPECT_EQ(d.piece_types[*t.token_to_id("<0x41>")], TokenizerData::PieceType::Byte);
+  EXPECT_TRUE(t.is_special(1));
+  EXPECT_FALSE(t.token_to_id("no such piece").has_value());
+  EXPECT_THROW(t.to_json(), Error);
+  EXPECT_THROW(t.pre_tokenize("x"), Error);
+  // A tokenizer.model that is not a model: one-line error naming the file.
+  const std::string bad = ::testing::TempDir() + "/not_a.model";
+  std::ofstream(bad) << "{\"model\": 1}";
+  try {
+    Tokenizer::from_file(bad);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not a SentencePiece model"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace lowbit::tok
