@@ -1,5 +1,7 @@
 #include "lowbit/io/hf_model.h"
 
+#include "lowbit/io/tokenizer.h"
+
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -9,6 +11,7 @@
 #include "lowbit/engine/autograd/grad_mode.h"
 #include "lowbit/io/file_io.h"
 #include "lowbit/io/safetensors.h"
+#include "lowbit/io/tokenizer.h"
 
 namespace lowbit::io {
 
@@ -56,21 +59,30 @@ bool ignorable(const std::string& name, bool tied) {
 }  // namespace
 
 const std::vector<std::string>& hf_tokenizer_files() {
-  static const std::vector<std::string> files = {"tokenizer.json", "tokenizer_config.json",
-                                                 "special_tokens_map.json"};
+  static const std::vector<std::string> files = {"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+                                                 "special_tokens_map.json", "chat_template.jinja"};
   return files;
 }
 
-void copy_hf_tokenizer_files(const std::string& from_dir, const std::string& to_dir, const std::string& what) {
-  bool any = false;
+void copy_hf_tokenizer_files(const std::string& from, const std::string& to_dir, const std::string& what) {
+  tok::Tokenizer t = [&] {
+    try {
+      return tok::Tokenizer::from_file(from);
+    } catch (const Error& e) {
+      throw Error(what + ": tokenizer " + from + ": " + error_text(e.what()));
+    }
+  }();
+  // A tokenizer file of another name: only it (as the standard name) and the generated files.
+  const std::string from_dir = fs::is_directory(from) ? from : fs::path(from).parent_path().string();
+  const bool whole_dir =
+      fs::is_directory(from) || fs::path(from).filename() == "tokenizer.json" || fs::path(from).filename() == "tokenizer.model";
+  // Generated files first (tokenizer_config.json and special_tokens_map.json included), then the
+  // source's own files over them: what the source had is kept as it was.
+  t.save_files(to_dir);
   for (const std::string& f : hf_tokenizer_files()) {
     const std::string src = from_dir + "/" + f;
-    if (!fs::exists(src)) continue;
-    write_file_atomic(to_dir + "/" + f, read_file(src, what), what);
-    any = true;
+    if (whole_dir && fs::exists(src)) write_file_atomic(to_dir + "/" + f, read_file(src, what), what);
   }
-  LOWBIT_CHECK(any, what, ": tokenizer_dir ", from_dir, " holds none of tokenizer.json, tokenizer_config.json, ",
-               "special_tokens_map.json");
 }
 
 void load_hf_weights(const models::CausalLM& model, const std::string& dir) {

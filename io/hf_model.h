@@ -20,7 +20,7 @@ void load_hf_weights(const models::CausalLM& model, const std::string& dir);
 struct HfSaveOptions {
   DType dtype = DType::bf16;                // bf16, f16 or f32 (f64 for tests)
   int64_t max_shard_bytes = 5'000'000'000;  // transformers' default "5GB"
-  std::string tokenizer_dir;                // copy tokenizer.json etc. from here when set
+  std::string tokenizer_dir;                // the tokenizer (its directory or file) to write beside, when set
 };
 
 // Writes dir (created if needed); model files of an earlier save there that the new one does
@@ -30,8 +30,10 @@ void save_hf_model(const models::CausalLM& model, const std::string& dir, const 
 // The tokenizer files copied by save_hf_model when present.
 const std::vector<std::string>& hf_tokenizer_files();
 
-// Copies those of hf_tokenizer_files() that from_dir holds into to_dir; none at all is an error
-// (what: the caller, for the message).
-void copy_hf_tokenizer_files(const std::string& from_dir, const std::string& to_dir, const std::string& what);
+// The tokenizer `from` (a directory with tokenizer.json or tokenizer.model, or such a file; none
+// is an error naming it) into to_dir, completed so that AutoTokenizer loads it with its special tokens:
+// tokenizer_config.json and special_tokens_map.json are written from the tokenizer when
+// the source lacks them, else copied (what: the caller, for the message).
+void copy_hf_tokenizer_files(const std::string& from, const std::string& to_dir, const std::string& what);
 
 }  // namespace lowbit::io

@@ -131,6 +131,19 @@ struct PostProcessorConfig {
   std::vector<TemplateSpecial> specials;
 };
 
+// What tokenizer_config.json and special_tokens_map.json say: transformers' special tokens and
+// settings. add_bos_token / add_eos_token, when given, replace the post-processor template's
+// ids around the sequence (as transformers' fast Llama tokenizer rebuilds its template).
+struct TokenizerConfig {
+  std::optional<std::string> bos_token, eos_token, pad_token, unk_token;
+  std::optional<bool> add_bos_token, add_eos_token;
+  std::string chat_template;  // the Jinja text, "" when none
+  bool empty() const {
+    return !bos_token && !eos_token && !pad_token && !unk_token && !add_bos_token && !add_eos_token &&
+           chat_template.empty();
+  }
+};
+
 // Everything a tokenizer.json holds that we use. Model tokens are spelled as in the file: in
 // the GPT-2 byte-to-unicode alphabet for byte-level files (" the" is "Ġthe"), with '▁' for
 // spaces in SentencePiece-style files; added tokens keep their literal content.
@@ -149,6 +162,7 @@ struct TokenizerData {
   PreTokenizerConfig pre_tokenizer = PreTokenizerConfig::gpt2();
   PostProcessorConfig post_processor;
   std::vector<DecoderStep> decoders = {DecoderStep{}};  // ByteLevel
+  TokenizerConfig config;  // from tokenizer_config.json beside the file, when there is one
 
   // SentencePiece only.
   std::string sentencepiece_model;
@@ -169,11 +183,14 @@ class Tokenizer {
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
 
-  // A tokenizer.json, or a SentencePiece .model (told apart by content, not by name).
+  // A tokenizer.json, a SentencePiece .model (by the name's extension), or a model directory
+  // (from_directory). A file named tokenizer.json or tokenizer.model takes the
+  // tokenizer_config.json / special_tokens_map.json beside it.
   static Tokenizer from_file(const std::string& path);
   // `source` names the text in error messages.
   static Tokenizer from_json(std::string_view json_text, const std::string& source = "<string>");
-  static Tokenizer from_sentencepiece(std::string model_bytes, const std::string& source = "<string>");
+  static Tokenizer from_sentencepiece(std::string model_bytes, const std::string& source = "<string>",
+                                      TokenizerConfig config = {});
   // A model directory: tokenizer.json, else tokenizer.model. Throws naming the directory.
   static Tokenizer from_directory(const std::string& dir);
   std::string to_json() const;          // merges written in the [a, b] array form; not for SentencePiece
@@ -181,6 +198,12 @@ class Tokenizer {
   void save(const std::string& path) const;
   // "tokenizer.json" or "tokenizer.model": the file name save() should be given in a model dir.
   std::string file_name() const;
+  // Writes a model directory's tokenizer files: file_name(), tokenizer_config.json (bos/eos/pad/
+  // unk, add_bos_token, add_eos_token, chat_template when known, the added tokens) and
+  // special_tokens_map.json, from config() completed by what the tokenizer itself shows.
+  void save_files(const std::string& dir) const;
+  // config() with bos/eos/unk and add_bos_token/add_eos_token filled in where the files were silent.
+  TokenizerConfig effective_config() const;
 
   // Ids of `text` (any bytes). add_special_tokens applies the post-processor template.
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens = false) const;
@@ -202,6 +225,10 @@ class Tokenizer {
  private:
   std::shared_ptr<detail::Impl> impl_;
 };
+
+// tokenizer_config.json (and special_tokens_map.json for tokens it lacks) in `dir`; absent files
+// give an empty config; malformed ones are errors naming the file and key.
+TokenizerConfig read_tokenizer_config(const std::string& dir);
 
 // Text with every maximal invalid UTF-8 subsequence replaced by U+FFFD (Python's
 // errors="replace"); valid text is returned unchanged.

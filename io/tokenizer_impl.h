@@ -154,7 +154,14 @@ struct Impl {
   void build_post_processor();
   void build_normalizers_and_decoders();
   void build_sentencepiece();
+  void apply_config();
+
+ public:
+  // The id of a token as spelled in the file (added tokens first); -1 when none.
+  int32_t lookup(std::string_view token) const;
 };
+
+TokenizerData read_tokenizer_json(std::string_view json_text, const std::string& source);
 
 // Next code point of valid UTF-8 at s[i]; false (and len 1) on an invalid sequence.
 bool next_cp(std::string_view s, size_t i, uint32_t& cp, size_t& len);

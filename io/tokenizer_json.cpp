@@ -516,8 +516,14 @@ ojson template_json(const std::vector<TemplatePiece>& list) {
 
 }  // namespace
 
+namespace detail {
+TokenizerData read_tokenizer_json(std::string_view json_text, const std::string& source) {
+  return Reader{where(source)}.read(json_text);
+}
+}  // namespace detail
+
 Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& source) {
-  return Tokenizer(Reader{detail::where(source)}.read(json_text), source);
+  return Tokenizer(detail::read_tokenizer_json(json_text, source), source);
 }
 
 std::string Tokenizer::to_json() const {

@@ -3,10 +3,7 @@
 // scores and types are copied into TokenizerData for GGUF and tokenizer_config.json export.
 #include <sentencepiece_processor.h>
 
-#include <filesystem>
-
 #include "lowbit/engine/error.h"
-#include "lowbit/io/file_io.h"
 #include "lowbit/io/tokenizer_impl.h"
 
 namespace lowbit::tok {
@@ -16,6 +13,7 @@ namespace detail {
 Impl::Impl(TokenizerData d, std::string src) : source(std::move(src)), data(std::move(d)) {
   if (data.is_sentencepiece()) {
     build_sentencepiece();
+    apply_config();
     return;
   }
   byte_level = data.is_byte_level();
@@ -25,6 +23,7 @@ Impl::Impl(TokenizerData d, std::string src) : source(std::move(src)), data(std:
   build_pre_tokenizer();
   build_normalizers_and_decoders();
   build_post_processor();
+  apply_config();
 }
 
 Impl::~Impl() = default;
@@ -91,37 +90,12 @@ std::string Impl::sp_decode(std::span<const int32_t> ids, bool skip_special_toke
 
 }  // namespace detail
 
-Tokenizer Tokenizer::from_sentencepiece(std::string model_bytes, const std::string& source) {
+Tokenizer Tokenizer::from_sentencepiece(std::string model_bytes, const std::string& source, TokenizerConfig config) {
   LOWBIT_CHECK(!model_bytes.empty(), detail::where(source), "the SentencePiece model file is empty");
   TokenizerData d;
   d.sentencepiece_model = std::move(model_bytes);
+  d.config = std::move(config);
   return Tokenizer(std::move(d), source);
-}
-
-Tokenizer Tokenizer::from_file(const std::string& path) {
-  namespace fs = std::filesystem;
-  LOWBIT_CHECK(!fs::is_directory(path), "tokenizer: ", path,
-               ": is a directory (give its tokenizer.json or tokenizer.model)");
-  std::string bytes = io::read_file(path, "tokenizer");
-  if (fs::path(path).extension() == ".model") return from_sentencepiece(std::move(bytes), path);
-  return from_json(bytes, path);
-}
-
-Tokenizer Tokenizer::from_directory(const std::string& dir) {
-  namespace fs = std::filesystem;
-  for (const char* name : {"tokenizer.json", "tokenizer.model"})
-    if (fs::is_regular_file(fs::path(dir) / name)) return from_file((fs::path(dir) / name).string());
-  LOWBIT_FAIL("tokenizer: ", dir, ": holds neither tokenizer.json nor tokenizer.model");
-}
-
-std::string Tokenizer::file_name() const { return impl_->sp ? "tokenizer.model" : "tokenizer.json"; }
-
-void Tokenizer::save(const std::string& path) const {
-  if (impl_->sp) {
-    io::write_file_atomic(path, impl_->data.sentencepiece_model, "tokenizer");
-    return;
-  }
-  io::write_file_atomic(path, to_json(), "tokenizer");
 }
 
 }  // namespace lowbit::tok

@@ -40,8 +40,7 @@ std::string export_model(LoadedModel& m, const ExportOptions& opts) {
   if (const int64_t merged = nn::merge_lora(*m.model); merged > 0)
     note = ", " + std::to_string(merged) + " LoRA layers merged";
   const std::string tokenizer = opts.tokenizer.empty() ? m.tokenizer : opts.tokenizer;
-  const std::string tokenizer_dir =
-      tokenizer.empty() ? "" : (fs::is_directory(tokenizer) ? tokenizer : fs::path(tokenizer).parent_path().string());
+  const std::string& tokenizer_dir = tokenizer;  // a directory or a file: io::copy_hf_tokenizer_files takes both
   switch (opts.format) {
     case ExportFormat::hf: {
       io::save_hf_model(*m.model, opts.out, {.dtype = opts.dtype, .tokenizer_dir = tokenizer_dir});

@@ -157,7 +157,8 @@ LoadedModel load_model(const std::string& path, const models::ModelOptions& mo) 
   LoadedModel out;
   if (fs::exists(path + "/config.json")) {
     out.model = io::load_hf_model(path, mo);
-    if (fs::exists(path + "/tokenizer.json")) out.tokenizer = path + "/tokenizer.json";
+    for (const char* f : {"/tokenizer.json", "/tokenizer.model"})
+      if (out.tokenizer.empty() && fs::exists(path + f)) out.tokenizer = path + f;
     out.description = "HF directory " + path;
     return out;
   }
@@ -193,10 +194,14 @@ LoadedModel load_model(const std::string& path, const models::ModelOptions& mo) 
   register_model_components(m, *out.model, c, out.quant);
   out.step = m.load_registered(dir);
   out.quant.ctx->step = out.step;
-  if (fs::exists(run + "/tokenizer.json")) out.tokenizer = run + "/tokenizer.json";
-  else if (!c.s("data.tokenizer").empty()) out.tokenizer = c.s("data.tokenizer");
-  else if (!c.s("model.hf_dir").empty() && fs::exists(c.s("model.hf_dir") + "/tokenizer.json"))
-    out.tokenizer = c.s("model.hf_dir") + "/tokenizer.json";
+  // The run's own copy, else the configured tokenizer, else the base model's.
+  auto in_dir = [&](const std::string& dir) {
+    for (const char* f : {"/tokenizer.json", "/tokenizer.model"})
+      if (out.tokenizer.empty() && !dir.empty() && fs::exists(dir + f)) out.tokenizer = dir + f;
+  };
+  in_dir(run);
+  if (out.tokenizer.empty()) out.tokenizer = c.s("data.tokenizer");
+  in_dir(c.s("model.hf_dir"));
   out.description = "checkpoint " + dir + " (step " + std::to_string(out.step) + ")";
   return out;
 }

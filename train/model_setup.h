@@ -44,7 +44,7 @@ struct LoadedModel {
   std::unique_ptr<models::CausalLM> model;
   QuantSetup quant;
   std::optional<Config> config;  // the run's resolved config (checkpoints only)
-  std::string tokenizer;         // the tokenizer.json that goes with the model, or ""
+  std::string tokenizer;         // the tokenizer.json / tokenizer.model that goes with the model, or ""
   int64_t step = -1;             // the checkpoint's global step (-1: an HF directory)
   std::string description;       // where it came from, for logs
   std::unique_ptr<Generator> lora_gen;  // LoRA runs: the dropout generator the adapters use

@@ -77,7 +77,7 @@ void prepare_text(const Config& c, const std::string& run, std::vector<std::stri
     o.special_tokens = {"<|endoftext|>"};
     t = tok::train_bpe(texts, o);
   }
-  t->save(run + "/tokenizer.json");
+  t->save_files(run);
   std::optional<int32_t> eos;
   for (const char* name : {"<|endoftext|>", "<|end_of_text|>", "</s>"})
     if ((eos = t->token_to_id(name))) break;

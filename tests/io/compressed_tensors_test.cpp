@@ -228,10 +228,13 @@ TEST(CompressedTensors, EachLayerStoresTheTensorsCompressedTensorsExpects) {
 TEST(CompressedTensors, ConfigJsonCarriesTheQuantizationConfig) {
   const auto m = converted("W4A8");
   const std::string dir = temp_dir("config"), tok = temp_dir("config_tokenizer");
-  write_file_atomic(tok + "/tokenizer.json", R"({"model": {"type": "BPE"}})", "test");
+  const std::string tok_json =
+      read_file(std::string(LOWBIT_TEST_DATA_DIR) + "/tokenizer/qwen2_style.tokenizer.json", "test");
+  write_file_atomic(tok + "/tokenizer.json", tok_json, "test");
   write_file_atomic(dir + "/model.safetensors.index.json", "{}", "test");  // a stale sharded save
   save_compressed_tensors(*m, dir, {.tokenizer_dir = tok});
-  EXPECT_EQ(read_file(dir + "/tokenizer.json", "test"), R"({"model": {"type": "BPE"}})");
+  EXPECT_EQ(read_file(dir + "/tokenizer.json", "test"), tok_json);
+  EXPECT_TRUE(fs::exists(dir + "/tokenizer_config.json"));
   EXPECT_FALSE(fs::exists(dir + "/model.safetensors.index.json"));
   const json cfg = json::parse(read_file(dir + "/config.json", "test"));
   const json want = json::parse(R"({

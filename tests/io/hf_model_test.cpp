@@ -12,6 +12,7 @@
 #include "lowbit/io/file_io.h"
 #include "lowbit/io/hf_model.h"
 #include "lowbit/io/safetensors.h"
+#include "lowbit/io/tokenizer.h"
 
 namespace lowbit::io {
 namespace {
@@ -73,11 +74,33 @@ TEST(HfModel, SaveLoadRoundTripsSingleAndSharded) {
   EXPECT_EQ(models::read_model_config(d + "/bf16/config.json").torch_dtype, DType::bf16);
   EXPECT_TRUE(fs::exists(d + "/bf16/generation_config.json"));
 
-  // Tokenizer files are copied when asked.
+  // Tokenizer files are copied when asked (verbatim), completed by a generated tokenizer_config.json
+  // and special_tokens_map.json when the source has none.
   fs::create_directories(d + "/tok");
-  std::ofstream(d + "/tok/tokenizer.json") << "{\"model\": {}}";
+  const std::string tok_json =
+      read_file(std::string(LOWBIT_TEST_DATA_DIR) + "/tokenizer/llama3_chat_style.tokenizer.json", "t");
+  write_file_atomic(d + "/tok/tokenizer.json", tok_json, "t");
   save_hf_model(*src, d + "/withtok", HfSaveOptions{.tokenizer_dir = d + "/tok"});
-  EXPECT_EQ(read_file(d + "/withtok/tokenizer.json", "t"), "{\"model\": {}}");
+  EXPECT_EQ(read_file(d + "/withtok/tokenizer.json", "t"), tok_json);
+  const auto cfg = nlohmann::json::parse(read_file(d + "/withtok/tokenizer_config.json", "t"));
+  EXPECT_EQ(cfg["bos_token"], "<|begin_of_text|>");
+  EXPECT_EQ(cfg["eos_token"], "<|end_of_text|>");
+  EXPECT_EQ(cfg["add_bos_token"], true);
+  EXPECT_EQ(cfg["added_tokens_decoder"]["2002"]["content"], "<|eot_id|>");
+  const auto map = nlohmann::json::parse(read_file(d + "/withtok/special_tokens_map.json", "t"));
+  EXPECT_EQ(map["eos_token"], "<|end_of_text|>");
+  // A source tokenizer_config.json is kept as it was, and read back with its settings.
+  write_file_atomic(d + "/tok/tokenizer_config.json",
+                    R"({"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "add_bos_token": false,
+                        "chat_template": "{{ bos_token }}"})",
+                    "t");
+  save_hf_model(*src, d + "/withcfg", HfSaveOptions{.tokenizer_dir = d + "/tok/tokenizer.json"});
+  EXPECT_EQ(read_file(d + "/withcfg/tokenizer_config.json", "t"), read_file(d + "/tok/tokenizer_config.json", "t"));
+  const tok::Tokenizer t = tok::Tokenizer::from_directory(d + "/withcfg");
+  EXPECT_EQ(t.data().config.chat_template, "{{ bos_token }}");
+  EXPECT_EQ(t.data().config.eos_token, "<|eot_id|>");
+  EXPECT_EQ(t.encode("hi", true), t.encode("hi"));  // add_bos_token false overrides the template
+  EXPECT_EQ(nlohmann::json::parse(read_file(d + "/withcfg/special_tokens_map.json", "t"))["eos_token"], "<|eot_id|>");
   EXPECT_THROW(save_hf_model(*src, d + "/x", HfSaveOptions{.tokenizer_dir = d + "/single"}), Error);
 }
 
