@@ -42,8 +42,9 @@ std::vector<std::string> list_inputs(const std::vector<std::string>& inputs) {
   return files;
 }
 
-// A text input: read, not empty, valid UTF-8.
-std::string read_text(const std::string& path) {
+}  // namespace
+
+std::string read_text_input(const std::string& path) {
   std::string text = read_file(path, "prepare_data");
   LOWBIT_CHECK(!text.empty(), "prepare_data: input ", path, " is empty");
   if (!tok::is_valid_utf8(text)) {
@@ -55,6 +56,8 @@ std::string read_text(const std::string& path) {
   }
   return text;
 }
+
+namespace {
 
 // Numbered shards of one split, started lazily and rolled over at max_shard_tokens.
 class ShardSeries {
@@ -111,7 +114,7 @@ PrepareResult prepare_data(const std::vector<std::string>& inputs, const std::st
   const auto threshold = static_cast<uint64_t>(opts.val_fraction * 18446744073709551616.0);
   uint64_t index = 0;
   for (const std::string& f : files) {
-    const std::string text = read_text(f);
+    const std::string text = read_text_input(f);
     r.input_bytes += text.size();
     size_t pos = 0;
     while (pos <= text.size()) {

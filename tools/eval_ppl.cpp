@@ -21,6 +21,7 @@
 #include "cli.h"
 #include "lowbit/engine/error.h"
 #include "lowbit/io/file_io.h"
+#include "lowbit/io/prepare_data.h"
 #include "lowbit/train/eval_ppl.h"
 
 namespace {
@@ -65,7 +66,7 @@ int run(int argc, char** argv) {
   if (!tok_path.empty()) tokenizer = tok::Tokenizer::from_file(tok_path);
   const bool any_text = std::find(shard.begin(), shard.end(), false) != shard.end();
   LOWBIT_CHECK(!any_text || tokenizer, "model path ", model_path,
-               " comes without a tokenizer.json; give one with --tokenizer to read text");
+               " comes without a tokenizer (tokenizer.json or tokenizer.model); give one with --tokenizer to read text");
 
   std::vector<train::Document> docs;
   std::optional<int64_t> shard_eos;
@@ -79,7 +80,7 @@ int run(int argc, char** argv) {
       shard_eos = s.header().eos_id;
       d = train::shard_documents(s);
     } else {
-      d = train::text_documents(io::read_file(inputs[i], "eval_ppl"), sep, *tokenizer);
+      d = train::text_documents(io::read_text_input(inputs[i]), sep, *tokenizer);
     }
     docs.insert(docs.end(), std::make_move_iterator(d.begin()), std::make_move_iterator(d.end()));
   }

@@ -9,10 +9,12 @@
 // MODEL: an HF directory, a train_llama run or a checkpoint of an unquantized model.
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 
 #include "cli.h"
 #include "lowbit/engine/error.h"
 #include "lowbit/io/file_io.h"
+#include "lowbit/io/prepare_data.h"
 #include "lowbit/train/eval_ppl.h"
 #include "lowbit/train/export.h"
 
@@ -20,6 +22,16 @@ namespace {
 
 using namespace lowbit;
 using ojson = nlohmann::ordered_json;
+
+// A text file named by an option: not a directory, not empty, UTF-8 (errors name both).
+std::string text_input(const std::string& path, const char* option) {
+  try {
+    LOWBIT_CHECK(!std::filesystem::is_directory(path), "input ", path, " is a directory: name a text file");
+    return io::read_text_input(path);
+  } catch (const Error& e) {
+    throw Error(std::string("option --") + option + ": " + error_text(e.what()));
+  }
+}
 
 int run(int argc, char** argv) {
   const tools::Args args(argc, argv,
@@ -56,13 +68,13 @@ int run(int argc, char** argv) {
   models::CausalLM& model = *lm.model;
   model.eval();
   const std::string tok_path = args.get_or("tokenizer", lm.tokenizer);
-  LOWBIT_CHECK(!tok_path.empty(), lm.description, " comes without a tokenizer.json; give one with --tokenizer");
+  LOWBIT_CHECK(!tok_path.empty(), lm.description, " comes without a tokenizer (tokenizer.json or tokenizer.model); give one with --tokenizer");
   const tok::Tokenizer tokenizer = tok::Tokenizer::from_file(tok_path);
   const std::string sep = tools::unescape(args.get_or("doc-separator", ""));
-  const auto calib = train::text_documents(io::read_file(*args.get("calib"), "option --calib"), sep, tokenizer);
+  const auto calib = train::text_documents(text_input(*args.get("calib"), "calib"), sep, tokenizer);
   LOWBIT_CHECK(!calib.empty(), "option --calib: ", *args.get("calib"), " holds no documents");
   std::vector<train::Document> eval;
-  if (args.get("eval")) eval = train::text_documents(io::read_file(*args.get("eval"), "option --eval"), sep, tokenizer);
+  if (args.get("eval")) eval = train::text_documents(text_input(*args.get("eval"), "eval"), sep, tokenizer);
   const int64_t limit = args.get_int("limit", 0);
   LOWBIT_CHECK(limit >= 0, "option --limit must be >= 0, got ", limit);
   if (limit > 0 && static_cast<int64_t>(eval.size()) > limit) eval.resize(static_cast<size_t>(limit));

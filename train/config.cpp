@@ -112,14 +112,15 @@ const std::vector<KeyDef>& schema() {
       key("model.init", T::string, "hf", "initialisation: hf = N(0, initializer_range); scaled_residual = o/down projections / sqrt(2 L)", 0, 0, {"hf", "scaled_residual"}),
       key("model.activation_checkpointing", T::boolean, false, "recompute each decoder layer in backward to save memory"),
       // data
-      key("data.train", T::string_list, json::array(), "training token shards (files or directories of *.bin from prepare_data)"),
+      key("data.train", T::string_list, json::array(), "training token shards (files or directories of *.bin from prepare_data; text or chat shards)"),
       key("data.val", T::string_list, json::array(), "validation token shards (empty = no validation)"),
       key("data.text", T::string_list, json::array(), "alternatively: raw text files, tokenized at start-up into the run directory"),
-      key("data.tokenizer", T::string, "", "tokenizer.json for data.text (empty: train a byte-level BPE tokenizer of data.vocab_size on it)"),
+      key("data.tokenizer", T::string, "", "tokenizer for data.text: tokenizer.json, tokenizer.model or a model directory (empty: train a byte-level BPE tokenizer of data.vocab_size on it)"),
       key("data.vocab_size", T::integer, 1024, "vocabulary of the tokenizer trained for data.text", 258),
       key("data.doc_separator", T::string, "", "data.text: document separator (e.g. \"\\n%\\n\"); empty = one document per file"),
       key("data.val_fraction", T::number, 0.05, "data.text: share of documents held out for validation", 0, 0.9),
       key("data.seq_len", T::integer, 128, "tokens per training sequence", 1),
+      key("data.pack", T::boolean, false, "chat shards: pack several examples per sequence (block-diagonal attention, positions restart per example); off: one example per sequence, padded"),
       key("data.batch_size", T::integer, 8, "sequences per micro-batch", 1),
       key("data.seed", T::integer, 0, "data order (shuffle) seed", 0),
       // train

@@ -2,7 +2,8 @@
 //   alpha * T^2 * mean over tokens of KL(softmax(t / T) || softmax(s / T))
 //   + (1 - alpha) * cross_entropy(s, targets)
 // The T^2 factor keeps the soft-target gradients' magnitude independent of T (Hinton et al.).
-// The teacher's logits carry no gradient.
+// The teacher's logits carry no gradient. Tokens whose target is -100 (chat prompts, padding) are
+// left out of both means.
 #pragma once
 #include "lowbit/engine/tensor.h"
 

@@ -71,7 +71,7 @@ void prepare_text(const Config& c, const std::string& run, std::vector<std::stri
     t = tok::Tokenizer::from_file(c.s("data.tokenizer"));
   } else {
     std::vector<std::string> texts;
-    for (const auto& f : texts_in) texts.push_back(io::read_file(f, "key 'data.text'"));
+    for (const auto& f : texts_in) texts.push_back(io::read_text_input(f));
     tok::BpeTrainerOptions o;
     o.vocab_size = static_cast<size_t>(c.i("data.vocab_size"));
     o.special_tokens = {"<|endoftext|>"};
@@ -108,6 +108,8 @@ double peak_rss_mb() {
   return 0;
 }
 
+models::Packing packing_of(const io::Batch& b) { return {b.positions, b.segments}; }
+
 // Validation loss in eval mode (no LoRA dropout, no generator draws), then back to training.
 double evaluate(models::CausalLM& model, io::TokenLoader& val, int64_t batches) {
   NoGradGuard no_grad;
@@ -115,8 +117,9 @@ double evaluate(models::CausalLM& model, io::TokenLoader& val, int64_t batches) 
   val.set_position({});
   double sum = 0;
   for (int64_t b = 0; b < batches; ++b) {
-    const auto [x, y] = val.next();
-    sum += model.loss(x, y).item();
+    const io::Batch batch = val.next_batch();
+    const models::Packing packing = packing_of(batch);
+    sum += model.loss(batch.inputs, batch.targets, val.packed() ? &packing : nullptr).item();
   }
   model.train();
   return sum / static_cast<double>(batches);
@@ -138,10 +141,13 @@ RunResult run_training(const Config& c, const RunOptions& opts) {
     val_files = expand_shards(c.list("data.val"), "data.val", "val_");
   }
   const io::LoaderOptions lo{.seq_len = c.i("data.seq_len"), .batch_size = c.i("data.batch_size"),
-                             .seed = static_cast<uint64_t>(c.i("data.seed"))};
+                             .seed = static_cast<uint64_t>(c.i("data.seed")), .pack = c.b("data.pack")};
   io::TokenLoader loader(train_files, lo);
+  LOWBIT_CHECK(!c.b("data.pack") || loader.chat(), "key 'data.pack': packing is for chat shards (prepare_data --chat); ",
+               "text shards are already cut into full windows");
   std::optional<io::TokenLoader> val;
-  if (!val_files.empty()) val.emplace(val_files, io::LoaderOptions{lo.seq_len, lo.batch_size, 0, false});
+  if (!val_files.empty())
+    val.emplace(val_files, io::LoaderOptions{lo.seq_len, lo.batch_size, 0, false, lo.pack});
   const int64_t vocab = loader.vocab_size();
 
   // ---- model (quantization before LoRA: the adapters themselves stay unquantized)
@@ -224,9 +230,13 @@ RunResult run_training(const Config& c, const RunOptions& opts) {
                                                                   : quant::CalibMethod::max;
     co.percentile = c.f("quant.percentile");
     quant::begin_calibration(*model, co);
-    io::TokenLoader calib(train_files, io::LoaderOptions{lo.seq_len, lo.batch_size, lo.seed + 1});
+    io::TokenLoader calib(train_files, io::LoaderOptions{lo.seq_len, lo.batch_size, lo.seed + 1, true, lo.pack});
     NoGradGuard no_grad;
-    for (int64_t b = 0; b < c.i("quant.calibration_batches"); ++b) model->forward(calib.next().first);
+    for (int64_t b = 0; b < c.i("quant.calibration_batches"); ++b) {
+      const io::Batch batch = calib.next_batch();
+      const models::Packing packing = packing_of(batch);
+      model->forward(batch.inputs, nullptr, loader.packed() ? &packing : nullptr);
+    }
     quant::finish_calibration(*model);
   }
   std::vector<Tensor> quant_params;
@@ -254,6 +264,12 @@ RunResult run_training(const Config& c, const RunOptions& opts) {
   if (teacher)
     std::printf("distill: teacher %s, T %g, alpha %g\n", teacher->description.c_str(), c.f("distill.temperature"),
                 c.f("distill.alpha"));
+  if (loader.chat())
+    std::printf("data: chat shards, %llu examples, %s, %llu cut to seq_len + 1 = %lld tokens\n",
+                static_cast<unsigned long long>(loader.num_examples()),
+                loader.packed() ? "packed (block-diagonal attention)" : "one per sequence",
+                static_cast<unsigned long long>(loader.truncated_examples()),
+                static_cast<long long>(c.i("data.seq_len") + 1));
   std::printf("train: %lld steps of %lld tokens, %lld windows per epoch, run directory %s\n",
               static_cast<long long>(total), static_cast<long long>(tokens_per_step),
               static_cast<long long>(loader.windows_per_epoch()), run.c_str());
@@ -304,17 +320,20 @@ RunResult run_training(const Config& c, const RunOptions& opts) {
     if (quant_opt) quant_opt->zero_grad();
     double loss_sum = 0;
     for (int64_t a = 0; a < c.i("train.grad_accum"); ++a) {
-      const auto [x, y] = loader.next();
+      const io::Batch batch = loader.next_batch();
+      const Tensor &x = batch.inputs, &y = batch.targets;
+      const models::Packing packing = packing_of(batch);
+      const models::Packing* pk = loader.packed() ? &packing : nullptr;
       Tensor loss;
       if (teacher) {
         Tensor t;
         {
           NoGradGuard ng;
-          t = teacher->model->forward(x);
+          t = teacher->model->forward(x, nullptr, pk);
         }
-        loss = distillation_loss(model->forward(x), t, y, c.f("distill.temperature"), c.f("distill.alpha"));
+        loss = distillation_loss(model->forward(x, nullptr, pk), t, y, c.f("distill.temperature"), c.f("distill.alpha"));
       } else {
-        loss = model->loss(x, y);
+        loss = model->loss(x, y, pk);
       }
       loss_sum += loss.item();
       if (c.i("train.grad_accum") > 1) loss = mul(loss, 1.0 / static_cast<double>(c.i("train.grad_accum")));
