@@ -45,13 +45,13 @@ std::vector<std::string> list_inputs(const std::vector<std::string>& inputs) {
 }  // namespace
 
 std::string read_text_input(const std::string& path) {
-  std::string text = read_file(path, "prepare_data");
-  LOWBIT_CHECK(!text.empty(), "prepare_data: input ", path, " is empty");
+  std::string text = read_file(path, "input");
+  LOWBIT_CHECK(!text.empty(), "input ", path, " is empty");
   if (!tok::is_valid_utf8(text)) {
     const std::string fixed = tok::replace_invalid_utf8(text);
     size_t at = 0;
     while (at < text.size() && at < fixed.size() && text[at] == fixed[at]) ++at;
-    LOWBIT_FAIL("prepare_data: input ", path, " is not valid UTF-8 (first bad byte at offset ", at,
+    LOWBIT_FAIL("input ", path, " is not valid UTF-8 (first bad byte at offset ", at,
                 "); text inputs must be UTF-8");
   }
   return text;
