@@ -378,43 +378,57 @@ std::string pre_tokenizer_name(const tok::Tokenizer& t, const std::string& where
               "differently");
 }
 
-std::optional<int64_t> first_token(const tok::Tokenizer& t, std::initializer_list<const char*> names) {
-  for (const char* n : names)
-    if (const auto id = t.token_to_id(n)) return *id;
-  return std::nullopt;
+// Whether llama.cpp's SentencePiece tokenizer ("llama": no normalizer; ' ' -> '▁'; a '▁' before
+// the text and after each special token when add_space_prefix; merges by highest score; byte
+// fallback through <0xXX> tokens) encodes like this non-byte-level tokenizer, and its
+// add_space_prefix. Refuses with the reason otherwise.
+bool spm_add_space_prefix(const tok::Tokenizer& t, const std::string& where) {
+  const tok::TokenizerData& d = t.data();
+  if (d.is_sentencepiece()) {
+    // The model's own normalizer must be the identity (Llama-2's), as llama.cpp applies none.
+    for (const char* probe : {"\xEF\xAC\x81", "\xEF\xBC\xA1", "a  b"})
+      LOWBIT_CHECK(t.decode(t.encode(probe)) == probe, where, "the SentencePiece model normalizes its input ('", probe,
+                   "' does not round-trip), which llama.cpp's tokenizer does not");
+    const std::vector<int32_t> ids = t.encode("a");
+    return !ids.empty() && t.id_to_token(ids[0])->rfind("\xE2\x96\x81", 0) == 0;
+  }
+  using K = tok::NormalizerStep::Kind;
+  const auto& n = d.normalizers;
+  const tok::PreTokenizerConfig& pc = d.pre_tokenizer;
+  const bool legacy = n.size() == 2 && n[0].kind == K::Prepend && n[0].content == "\xE2\x96\x81" && n[1].kind == K::Replace &&
+                      !n[1].is_regex && n[1].pattern == " " && n[1].content == "\xE2\x96\x81" &&
+                      pc.final_step == tok::PreTokenizerConfig::Final::None && pc.splits.empty();
+  if (legacy) return true;
+  LOWBIT_CHECK(n.empty(), where, "llama.cpp's SentencePiece tokenizer applies no normalizer, but the tokenizer has ",
+               n.size(), " (only Llama-2's Prepend + Replace pair is equivalent)");
+  LOWBIT_CHECK(pc.final_step == tok::PreTokenizerConfig::Final::Metaspace && pc.splits.empty() &&
+                   pc.metaspace_replacement == "\xE2\x96\x81",
+               where, "a tokenizer without the ByteLevel pre-tokenizer needs Llama-2's normalizers or a Metaspace ",
+               "pre-tokenizer for llama.cpp");
+  return pc.prepend_scheme != tok::PrependScheme::Never;
 }
 
-// Special-token ids and whether encoding adds them, from the config, then the tokenizer's
-// template, then well-known token names; bos falls back to eos (GPT-2's convention).
+// Special-token ids and whether encoding adds them: config.json's ids, else the tokenizer's
+// (its tokenizer_config.json, its template, well-known names); bos falls back to eos (GPT-2's
+// convention).
 struct SpecialIds {
   int64_t bos = 0, eos = 0;
   bool add_bos = false, add_eos = false;
 };
 SpecialIds special_ids(const models::ModelConfig& c, const tok::Tokenizer& t, const std::string& where) {
-  const tok::PostProcessorConfig& pp = t.data().post_processor;
-  const auto template_id = [&](const tok::TemplatePiece& p) -> std::optional<int64_t> {
-    for (const tok::TemplateSpecial& s : pp.specials)
-      if (s.name == p.id && !s.ids.empty()) return s.ids[0];
+  const tok::TokenizerConfig tc = t.effective_config();
+  const auto id_of = [&](const std::optional<std::string>& name) -> std::optional<int64_t> {
+    if (!name) return std::nullopt;
+    if (const auto id = t.token_to_id(*name)) return *id;
     return std::nullopt;
   };
   SpecialIds s;
-  std::optional<int64_t> bos, eos;
-  if (pp.has_template && !pp.single.empty()) {
-    if (pp.single.front().is_special) {
-      bos = template_id(pp.single.front());
-      s.add_bos = true;
-    }
-    if (pp.single.back().is_special && pp.single.size() > 1) {
-      eos = template_id(pp.single.back());
-      s.add_eos = true;
-    }
-  }
-  if (c.bos_token_id) bos = *c.bos_token_id;
-  if (!c.eos_token_ids.empty()) eos = c.eos_token_ids[0];
-  if (!eos) eos = first_token(t, {"<|endoftext|>", "<|end_of_text|>", "</s>", "<|im_end|>"});
+  s.add_bos = tc.add_bos_token.value_or(false);
+  s.add_eos = tc.add_eos_token.value_or(false);
+  std::optional<int64_t> bos = c.bos_token_id ? std::optional<int64_t>(*c.bos_token_id) : id_of(tc.bos_token);
+  std::optional<int64_t> eos = !c.eos_token_ids.empty() ? std::optional<int64_t>(c.eos_token_ids[0]) : id_of(tc.eos_token);
   LOWBIT_CHECK(eos.has_value(), where, "no end-of-text token: the config has no eos_token_id and the tokenizer has ",
-               "none of <|endoftext|>, <|end_of_text|>, </s>, <|im_end|>");
-  if (!bos) bos = first_token(t, {"<|begin_of_text|>", "<s>"});
+               "none of <|end_of_text|>, <|endoftext|>, </s>, <|im_end|>, <|eot_id|>");
   s.eos = *eos;
   s.bos = bos.value_or(*eos);
   return s;
@@ -503,10 +517,20 @@ GgufValue GgufValue::strings(const std::vector<std::string>& v) {
   return {GgufType::array, std::move(a)};
 }
 
-GgufValue GgufValue::i32s(const std::vector<int32_t>& v) {
-  GgufArray a{GgufType::i32, {}};
+GgufValue GgufValue::f32s(const std::vector<float>& v) {
+  GgufArray a{GgufType::f32, {}};
   a.items.reserve(v.size());
-  for (int32_t x : v) a.items.push_back({GgufType::i32, int64_t{x}});
+  for (float x : v) a.items.push_back(f32(x));
+  return {GgufType::array, std::move(a)};
+}
+
+GgufValue GgufValue::i32s(const std::vector<int32_t>& v) {
+  // Items assigned in place: GCC 12 -Wmaybe-uninitialized misfires on pushing i32 variants.
+  GgufArray a{GgufType::i32, std::vector<GgufValue>(v.size())};
+  for (size_t i = 0; i < v.size(); ++i) {
+    a.items[i].type = GgufType::i32;
+    a.items[i].value = int64_t{v[i]};
+  }
   return {GgufType::array, std::move(a)};
 }
 
@@ -804,8 +828,8 @@ void save_gguf(const models::CausalLM& model, const std::string& path, const Ggu
   LOWBIT_CHECK(type == GgmlType::f32 || type == GgmlType::f16 || type == GgmlType::bf16 || type == GgmlType::q8_0 ||
                    type == GgmlType::q4_0,
                where, "tensor type ", ggml_type_name(type), " is not written (F32, F16, BF16, Q8_0, Q4_0)");
-  LOWBIT_CHECK(!opts.tokenizer.empty(), where, "a tokenizer (tokenizer.json or its directory) is required");
-  const std::string tok_path = fs::is_directory(opts.tokenizer) ? opts.tokenizer + "/tokenizer.json" : opts.tokenizer;
+  LOWBIT_CHECK(!opts.tokenizer.empty(), where, "a tokenizer (tokenizer.json, tokenizer.model or their directory) is required");
+  const std::string& tok_path = opts.tokenizer;
   const tok::Tokenizer tokenizer = tok::Tokenizer::from_file(tok_path);
   const std::string tok_where = where + "tokenizer " + tok_path + ": ";
   LOWBIT_CHECK(static_cast<int64_t>(tokenizer.vocab_size()) <= c.vocab_size, tok_where, tokenizer.vocab_size(),
@@ -838,24 +862,57 @@ void save_gguf(const models::CausalLM& model, const std::string& path, const Ggu
 
   std::map<int32_t, bool> added;  // id -> special
   for (const tok::AddedToken& a : tokenizer.data().added_tokens) added[a.id] = a.special;
+  const tok::TokenizerData& td = tokenizer.data();
+  const bool spm = !td.is_byte_level() || td.is_sentencepiece();
   std::vector<std::string> tokens;
-  std::vector<int32_t> token_types;  // llama.cpp: 1 normal, 3 control, 4 user-defined, 5 unused
+  // llama.cpp: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
+  std::vector<int32_t> token_types;
+  std::vector<float> scores;
+  std::map<std::string, float> merge_score;  // SentencePiece-style tokenizer.json: -rank of the first merge
+  if (spm && !td.is_sentencepiece())
+    for (size_t r = td.merges.size(); r-- > 0;) merge_score[td.merges[r].first + td.merges[r].second] = -float(r);
+  int64_t unk = -1;  // a plain value: GCC 12 -Wmaybe-uninitialized misfires on an optional here
+  if (td.unk_token)
+    if (const auto id = tokenizer.token_to_id(*td.unk_token)) unk = *id;
   for (int64_t id = 0; id < c.vocab_size; ++id) {
     const auto t = tokenizer.id_to_token(static_cast<int32_t>(id));
     const auto a = added.find(static_cast<int32_t>(id));
     tokens.push_back(t ? *t : "[PAD" + std::to_string(id) + "]");
-    token_types.push_back(!t ? 5 : a == added.end() ? 1 : a->second ? 3 : 4);
+    if (td.is_sentencepiece() && t) {
+      token_types.push_back(static_cast<int32_t>(td.piece_types[static_cast<size_t>(id)]));
+      scores.push_back(td.scores[static_cast<size_t>(id)]);
+      continue;
+    }
+    const bool byte = t && t->size() == 6 && t->rfind("<0x", 0) == 0 && (*t)[5] == '>';
+    token_types.push_back(!t                                 ? 5
+                          : unk == id && spm                 ? 2
+                          : a != added.end()                 ? (a->second ? 3 : 4)
+                          : spm && byte && td.byte_fallback  ? 6
+                                                             : 1);
+    // Merged tokens in merge order; what no merge makes (single characters, added tokens) last.
+    const auto ms = t ? merge_score.find(*t) : merge_score.end();
+    scores.push_back(ms != merge_score.end() ? ms->second : -1e9f);
   }
   std::vector<std::string> merges;
   for (const auto& [l, r] : tokenizer.data().merges) merges.push_back(l + " " + r);
   const SpecialIds sp = special_ids(c, tokenizer, tok_where);
   LOWBIT_CHECK(sp.bos >= 0 && sp.bos < c.vocab_size && sp.eos >= 0 && sp.eos < c.vocab_size, tok_where,
                "bos/eos ids ", sp.bos, "/", sp.eos, " outside the vocabulary of ", c.vocab_size);
-  kv.emplace_back("tokenizer.ggml.model", GgufValue::string("gpt2"));
-  kv.emplace_back("tokenizer.ggml.pre", GgufValue::string(pre_tokenizer_name(tokenizer, tok_where)));
-  kv.emplace_back("tokenizer.ggml.tokens", GgufValue::strings(tokens));
-  kv.emplace_back("tokenizer.ggml.token_type", GgufValue::i32s(token_types));
-  if (!merges.empty()) kv.emplace_back("tokenizer.ggml.merges", GgufValue::strings(merges));
+  if (spm) {
+    const bool space_prefix = spm_add_space_prefix(tokenizer, tok_where);
+    kv.emplace_back("tokenizer.ggml.model", GgufValue::string("llama"));
+    kv.emplace_back("tokenizer.ggml.tokens", GgufValue::strings(tokens));
+    kv.emplace_back("tokenizer.ggml.scores", GgufValue::f32s(scores));
+    kv.emplace_back("tokenizer.ggml.token_type", GgufValue::i32s(token_types));
+    kv.emplace_back("tokenizer.ggml.add_space_prefix", GgufValue::boolean(space_prefix));
+    if (unk >= 0) u32("tokenizer.ggml.unknown_token_id", unk);
+  } else {
+    kv.emplace_back("tokenizer.ggml.model", GgufValue::string("gpt2"));
+    kv.emplace_back("tokenizer.ggml.pre", GgufValue::string(pre_tokenizer_name(tokenizer, tok_where)));
+    kv.emplace_back("tokenizer.ggml.tokens", GgufValue::strings(tokens));
+    kv.emplace_back("tokenizer.ggml.token_type", GgufValue::i32s(token_types));
+    if (!merges.empty()) kv.emplace_back("tokenizer.ggml.merges", GgufValue::strings(merges));
+  }
   u32("tokenizer.ggml.bos_token_id", sp.bos);
   u32("tokenizer.ggml.eos_token_id", sp.eos);
   kv.emplace_back("tokenizer.ggml.add_bos_token", GgufValue::boolean(sp.add_bos));

@@ -60,6 +60,7 @@ struct GgufValue {
   static GgufValue string(std::string v) { return {GgufType::string, std::move(v)}; }
   static GgufValue strings(const std::vector<std::string>& v);
   static GgufValue i32s(const std::vector<int32_t>& v);
+  static GgufValue f32s(const std::vector<float>& v);
 
   // Typed access; a mismatch throws naming the expected and actual type. as_uint accepts any
   // integer type holding a non-negative value, as_float f32/f64.

@@ -277,6 +277,61 @@ TEST(GgufMetadata, HoldsWhatLlamaCppReads) {
   expect_error([] { parse_gguf_save_type("q5_k"); }, {"q5_k", "q8_0"});
 }
 
+// SentencePiece-style vocabularies: llama.cpp's "llama" tokenizer with scores and token types,
+// from a tokenizer.model (its own scores and types) or a tokenizer.json (scores in merge order);
+// normalizers llama.cpp does not apply are refused with the reason.
+TEST(GgufMetadata, SentencePieceVocabulariesAreLlamaWithScoresAndTypes) {
+  const std::string d = temp_dir("gguf_spm");
+  const auto m = tiny_model(tiny_config("llama", 1024));
+  const tok::Tokenizer model_file = tok::Tokenizer::from_file(data_path("tokenizer/llama2_style.model"));
+  const GgufFile f = save_and_read(*m, d + "/sp.gguf", GgmlType::f32, data_path("tokenizer/llama2_style.model"));
+  EXPECT_EQ(f.get("tokenizer.ggml.model").as_string(), "llama");
+  EXPECT_EQ(f.find("tokenizer.ggml.merges"), nullptr);
+  EXPECT_EQ(f.find("tokenizer.ggml.pre"), nullptr);
+  EXPECT_TRUE(f.get("tokenizer.ggml.add_space_prefix").as_bool());
+  const GgufArray& scores = f.get("tokenizer.ggml.scores").as_array();
+  const GgufArray& types = f.get("tokenizer.ggml.token_type").as_array();
+  ASSERT_EQ(scores.type, GgufType::f32);
+  ASSERT_EQ(scores.items.size(), 1024u);
+  EXPECT_EQ(types.items[0].as_int(), 2);  // <unk>
+  EXPECT_EQ(types.items[1].as_int(), 3);  // <s>
+  const int32_t a_byte = *model_file.token_to_id("<0x41>");
+  EXPECT_EQ(types.items[static_cast<size_t>(a_byte)].as_int(), 6);
+  EXPECT_EQ(scores.items[500].as_float(), static_cast<double>(model_file.data().scores[500]));
+  EXPECT_EQ(f.get("tokenizer.ggml.unknown_token_id").as_uint(), 0u);
+  EXPECT_EQ(f.get("tokenizer.ggml.bos_token_id").as_uint(), 1u);
+  EXPECT_EQ(f.get("tokenizer.ggml.eos_token_id").as_uint(), 2u);
+  EXPECT_TRUE(f.get("tokenizer.ggml.add_bos_token").as_bool());
+
+  // The converted tokenizer.json: the same pieces, and scores that order merged tokens by rank.
+  const tok::Tokenizer json_file = tok::Tokenizer::from_file(data_path("tokenizer/llama2_style.tokenizer.json"));
+  const GgufFile j = save_and_read(*m, d + "/json.gguf", GgmlType::f32, data_path("tokenizer/llama2_style.tokenizer.json"));
+  EXPECT_EQ(j.get("tokenizer.ggml.model").as_string(), "llama");
+  EXPECT_TRUE(j.get("tokenizer.ggml.add_space_prefix").as_bool());
+  const GgufArray& js = j.get("tokenizer.ggml.scores").as_array();
+  const auto& merges = json_file.data().merges;
+  // Each merged token scores minus the rank of the first merge that spells it.
+  std::map<std::string, size_t> first_rank;
+  for (size_t r = 0; r < merges.size(); ++r) first_rank.emplace(merges[r].first + merges[r].second, r);
+  for (size_t r : {size_t{0}, size_t{9}, merges.size() - 1}) {
+    const std::string joined = merges[r].first + merges[r].second;
+    EXPECT_EQ(js.items[static_cast<size_t>(*json_file.token_to_id(joined))].as_float(), -double(first_rank[joined]));
+  }
+  EXPECT_LT(js.items[static_cast<size_t>(a_byte)].as_float(), -1e8);  // made by no merge: last
+  EXPECT_EQ(j.get("tokenizer.ggml.token_type").as_array().items[static_cast<size_t>(a_byte)].as_int(), 6);
+  const GgufArray& tokens = j.get("tokenizer.ggml.tokens").as_array();
+  for (int32_t id : {3, 300, 999}) EXPECT_EQ(tokens.items[static_cast<size_t>(id)].as_string(), *model_file.id_to_token(id));
+
+  // Mistral's Metaspace layout: llama too. A normalizer llama.cpp lacks: refused.
+  EXPECT_EQ(save_and_read(*m, d + "/mistral.gguf", GgmlType::f32, data_path("tokenizer/mistral_style.tokenizer.json"))
+                .get("tokenizer.ggml.model").as_string(),
+            "llama");
+  const auto big = tiny_model(tiny_config("llama", 2048));
+  expect_error([&] { save_and_read(*big, d + "/nfkc.gguf", GgmlType::f32, data_path("tokenizer/metaspace_style.tokenizer.json")); },
+               {"metaspace_style.tokenizer.json", "applies no normalizer"});
+  EXPECT_FALSE(fs::exists(d + "/nfkc.gguf"));
+}
+
 TEST(GgufArchitectures, QwenTiedAndRopeScaledModelsMapToLlamaCppTensors) {
   const std::string d = temp_dir("arch");
   const auto names_of = [](const GgufFile& f) {
