@@ -166,6 +166,7 @@ struct TokenizerData {
 
   // SentencePiece only.
   std::string sentencepiece_model;
+  bool sentencepiece_library_encoder = false;  // never the BPE fast path (tests, benchmarks)
   enum class PieceType : uint8_t { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
   std::vector<float> scores;          // by id
   std::vector<PieceType> piece_types;  // by id
@@ -191,6 +192,8 @@ class Tokenizer {
   static Tokenizer from_json(std::string_view json_text, const std::string& source = "<string>");
   static Tokenizer from_sentencepiece(std::string model_bytes, const std::string& source = "<string>",
                                       TokenizerConfig config = {});
+  // Which code encodes: "byte-level BPE", "BPE", "libsentencepiece" or "BPE (SentencePiece model)".
+  std::string encoder_name() const;
   // A model directory: tokenizer.json, else tokenizer.model. Throws naming the directory.
   static Tokenizer from_directory(const std::string& dir);
   std::string to_json() const;          // merges written in the [a, b] array form; not for SentencePiece

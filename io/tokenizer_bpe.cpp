@@ -74,6 +74,18 @@ void Impl::build_model() {
   }
   LOWBIT_CHECK(!data.byte_fallback || !byte_level, w,
                "model.byte_fallback: not supported together with the ByteLevel pre-tokenizer");
+  // SentencePiece-style vocabularies: when '▁' is a token and no token holds a '▁' after another
+  // character, no merge can join the text before a '▁' with it, so BPE may run (and cache) per
+  // piece starting at such a '▁' with the same result as on the whole pre-token.
+  if (!byte_level) {
+    constexpr std::string_view kSpace = "\xE2\x96\x81";
+    split_at_metaspace = file_vocab.count(kSpace) > 0;
+    for (const auto& [tok, id] : data.vocab) {
+      size_t lead = 0;
+      while (tok.compare(lead, kSpace.size(), kSpace) == 0) lead += kSpace.size();
+      if (tok.find(kSpace, lead) != std::string::npos) split_at_metaspace = false;
+    }
+  }
   if (data.unk_token) {
     auto it = file_vocab.find(*data.unk_token);
     LOWBIT_CHECK(it != file_vocab.end(), w, "model.unk_token: '", *data.unk_token, "' is not in model.vocab");
@@ -243,7 +255,28 @@ void Impl::bpe(std::string_view word, std::vector<int32_t>& out) const {
   for (int i = 0; i >= 0; i = next[i]) out.push_back(syms[i]);
 }
 
+void Impl::encode_text(std::string_view text, std::vector<int32_t>& out) const {
+  pre_tokenize(
+      text, [&](std::string_view w) { encode_word(w, out); }, [&](int32_t id) { out.push_back(id); });
+}
+
 void Impl::encode_word(std::string_view word, std::vector<int32_t>& out) const {
+  if (!split_at_metaspace) {
+    encode_cached(word, out);
+    return;
+  }
+  // Pieces that start at a '▁' after another character: no merge crosses their boundaries.
+  constexpr std::string_view kSpace = "\xE2\x96\x81";
+  size_t begin = 0;
+  for (size_t at = word.find(kSpace, 1); at != std::string_view::npos; at = word.find(kSpace, at + kSpace.size())) {
+    if (at >= kSpace.size() && word.compare(at - kSpace.size(), kSpace.size(), kSpace) == 0) continue;
+    if (at > begin) encode_cached(word.substr(begin, at - begin), out);
+    begin = at;
+  }
+  encode_cached(word.substr(begin), out);
+}
+
+void Impl::encode_cached(std::string_view word, std::vector<int32_t>& out) const {
   if (word.size() > kCacheMaxWordBytes) {
     bpe(word, out);
     return;
@@ -284,8 +317,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
     if (add_special_tokens) out.insert(out.end(), im.template_suffix.begin(), im.template_suffix.end());
     return out;
   }
-  im.pre_tokenize(
-      text, [&](std::string_view w) { im.encode_word(w, out); }, [&](int32_t id) { out.push_back(id); });
+  im.encode_text(text, out);
   if (add_special_tokens) out.insert(out.end(), im.template_suffix.begin(), im.template_suffix.end());
   return out;
 }

@@ -96,8 +96,10 @@ struct Impl {
   bool byte_level = true;  // ByteLevel pre-tokenizer: BPE symbols are bytes, else code points
   bool sanitize = false;   // replace invalid UTF-8 by U+FFFD before encoding
 
-  // SentencePiece models: everything is delegated to libsentencepiece.
+  // SentencePiece models: loaded and decoded by libsentencepiece; encoded by sp_bpe when set
+  // (tokenizer_sentencepiece.cpp), else by libsentencepiece.
   std::unique_ptr<sentencepiece::SentencePieceProcessor> sp;
+  std::unique_ptr<Impl> sp_bpe;
 
   // Normalizers: a compiled regex per Replace step with a regex pattern (else null).
   std::vector<std::unique_ptr<Regex>> normalizer_regex;
@@ -109,6 +111,7 @@ struct Impl {
   std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> raw_vocab;  // raw bytes -> id
   std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> file_vocab;  // file spelling -> id
   int32_t unk_id = -1;
+  bool split_at_metaspace = false;  // see build_model
 
   // Ids.
   std::vector<std::string> id_text;  // file spelling (added: content); empty for holes
@@ -144,8 +147,11 @@ struct Impl {
                     const std::function<void(int32_t)>& on_added) const;
   // BPE of one pre-token, appended to out (uses the cache).
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;
+  void encode_cached(std::string_view word, std::vector<int32_t>& out) const;
   void bpe(std::string_view word, std::vector<int32_t>& out) const;
   void sp_encode(std::string_view text, std::vector<int32_t>& out) const;
+  // Normalization, pre-tokenization and BPE of text, appended to out (no template ids).
+  void encode_text(std::string_view text, std::vector<int32_t>& out) const;
   std::string sp_decode(std::span<const int32_t> ids, bool skip_special_tokens) const;
 
  private:
@@ -154,6 +160,7 @@ struct Impl {
   void build_post_processor();
   void build_normalizers_and_decoders();
   void build_sentencepiece();
+  void build_sentencepiece_bpe();
   void apply_config();
 
  public:

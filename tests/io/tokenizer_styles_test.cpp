@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -130,6 +131,38 @@ TEST(TokenizerStyles, WriteReadRoundTripKeepsNormalizersDecodersAndByteFallback)
       EXPECT_EQ(a.decode(ids), b.decode(ids)) << file;
     }
   }
+}
+
+// The BPE path for a SentencePiece BPE model encodes exactly as libsentencepiece: the whole
+// sample, every golden text (and its raw bytes), random code point mixes and random bytes.
+TEST(TokenizerStyles, SentencePieceBpePathEqualsLibsentencepiece) {
+  const std::string bytes = read_bytes(kDir + "llama2_style.model");
+  const Tokenizer fast = Tokenizer::from_sentencepiece(bytes, "fast");
+  TokenizerData d;
+  d.sentencepiece_model = bytes;
+  d.sentencepiece_library_encoder = true;
+  const Tokenizer lib(d, "library");
+  ASSERT_EQ(fast.encoder_name(), "BPE (SentencePiece model)");
+  ASSERT_EQ(lib.encoder_name(), "libsentencepiece");
+  std::vector<std::string> texts = {read_bytes(kDir + "fortunes_sample.txt")};
+  for (const json& c : golden()["cases"]) texts.push_back(c.contains("text") ? c["text"].get<std::string>() : from_hex(c["bytes_hex"]));
+  std::mt19937 rng(7);
+  const std::vector<std::string> pieces = {" ", "  ", "\t", "\n", "a", "the", "\xE2\x96\x81", "\xC3\xA9", "e\xCC\x81", "\xE8\xAA\x9E",
+                                           "\xF0\x9F\x98\x80", "<s>", "</s>", "<0x41>", "12", "\xC2\xA0", "'s", "\x7F"};
+  for (int i = 0; i < 300; ++i) {
+    std::string t;
+    for (int k = int(rng() % 20); k > 0; --k) t += pieces[rng() % pieces.size()];
+    texts.push_back(t);
+  }
+  for (int i = 0; i < 50; ++i) {
+    std::string t(rng() % 64, '\0');
+    for (char& ch : t) ch = char(rng() & 0xFF);
+    texts.push_back(t);
+  }
+  for (const std::string& t : texts) ASSERT_EQ(fast.encode(t, true), lib.encode(t, true)) << printable(t);
+  // A byte-level tokenizer.json and a SentencePiece-style one name their encoders too.
+  EXPECT_EQ(Tokenizer::from_file(kDir + "gpt2_style.tokenizer.json").encoder_name(), "byte-level BPE");
+  EXPECT_EQ(Tokenizer::from_file(kDir + "llama2_style.tokenizer.json").encoder_name(), "BPE");
 }
 
 // A SentencePiece model: pieces, scores and types from the model; not writable as JSON.
