@@ -1,10 +1,10 @@
 #include "lowbit/train/distill.h"
 
-#include "lowbit/engine/autograd/grad_mode.h"
-#include "lowbit/engine/lowbit.h"
-
 #include <algorithm>
 #include <vector>
+
+#include "lowbit/engine/autograd/grad_mode.h"
+#include "lowbit/engine/lowbit.h"
 
 namespace lowbit::train {
 

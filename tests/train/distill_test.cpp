@@ -11,12 +11,14 @@
 namespace lowbit::train {
 namespace {
 
-// KL and CE by hand in f64 from the raw values.
+// KL and CE by hand in f64 from the raw values; rows whose target is -100 are left out of both.
 double reference(const std::vector<double>& s, const std::vector<double>& t, const std::vector<int64_t>& y, int64_t V,
                  double T, double alpha) {
-  const size_t n = y.size();
+  size_t n = 0;
   double kl = 0, ce = 0;
-  for (size_t r = 0; r < n; ++r) {
+  for (size_t r = 0; r < y.size(); ++r) {
+    if (y[r] == -100) continue;
+    ++n;
     auto lse = [&](const std::vector<double>& x, double scale) {
       double m = -1e300, z = 0;
       for (int64_t v = 0; v < V; ++v) m = std::max(m, x[r * V + v] * scale);
@@ -45,6 +47,16 @@ TEST(Distill, LossIsTheStatedKlMix) {
       EXPECT_NEAR(got, want, 1e-12 * std::max(1.0, std::abs(want))) << "T " << T << " alpha " << alpha;
     }
   EXPECT_NEAR(distillation_loss(s, s, y, 2.0, 1.0).item(), 0.0, 1e-6);  // KL(p || p) = 0
+  // Masked targets (chat prompts, padding): those rows count in neither mean.
+  std::vector<int64_t> masked = y.to_vector<int64_t>();
+  masked[0] = masked[4] = -100;
+  const Tensor ym = from_vector(masked, {2, 3});
+  for (double alpha : {1.0, 0.5}) {
+    const double got = distillation_loss(s, t, ym, 2.0, alpha).item();
+    const double want = reference(s.to_vector<double>(), t.to_vector<double>(), masked, V, 2.0, alpha);
+    EXPECT_NEAR(got, want, 1e-12 * std::max(1.0, std::abs(want))) << "alpha " << alpha;
+    EXPECT_GT(std::abs(got - distillation_loss(s, t, y, 2.0, alpha).item()), 1e-6);
+  }
 }
 
 TEST(Distill, GradcheckStudentOnly) {
