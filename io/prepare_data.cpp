@@ -95,18 +95,25 @@ class ShardSeries {
   std::unique_ptr<TokenShardWriter> w_;
 };
 
-}  // namespace
-
-PrepareResult prepare_data(const std::vector<std::string>& inputs, const std::string& out_dir, const EncodeFn& encode,
-                           uint32_t vocab_size, uint32_t eos_id, const PrepareOptions& opts) {
-  LOWBIT_CHECK(opts.val_fraction >= 0 && opts.val_fraction < 1, "prepare_data: val_fraction must be in [0, 1), got ",
-               opts.val_fraction);
-  LOWBIT_CHECK(opts.max_shard_tokens > 0, "prepare_data: max_shard_tokens must be positive");
-  const std::vector<std::string> files = list_inputs(inputs);
+// Checks the options, lists the input files, creates out_dir.
+std::vector<std::string> start(const std::vector<std::string>& inputs, const std::string& out_dir, double val_fraction,
+                               uint64_t max_shard_tokens) {
+  LOWBIT_CHECK(val_fraction >= 0 && val_fraction < 1, "prepare_data: val_fraction must be in [0, 1), got ",
+               val_fraction);
+  LOWBIT_CHECK(max_shard_tokens > 0, "prepare_data: max_shard_tokens must be positive");
+  std::vector<std::string> files = list_inputs(inputs);
   LOWBIT_CHECK(!files.empty(), "prepare_data: no input files");
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   LOWBIT_CHECK(!ec, "prepare_data: cannot create ", out_dir, ": ", ec.message());
+  return files;
+}
+
+}  // namespace
+
+PrepareResult prepare_data(const std::vector<std::string>& inputs, const std::string& out_dir, const EncodeFn& encode,
+                           uint32_t vocab_size, uint32_t eos_id, const PrepareOptions& opts) {
+  const std::vector<std::string> files = start(inputs, out_dir, opts.val_fraction, opts.max_shard_tokens);
 
   PrepareResult r;
   ShardSeries train(out_dir, "train", vocab_size, eos_id, opts.max_shard_tokens, &r.train_shards);
@@ -142,14 +149,7 @@ PrepareResult prepare_data(const std::vector<std::string>& inputs, const std::st
 ChatPrepareResult prepare_chat(const std::vector<std::string>& inputs, const std::string& out_dir,
                                const tok::Tokenizer& tokenizer, uint32_t eos_id, const ChatPrepareOptions& opts) {
   using Overlong = ChatPrepareOptions::Overlong;
-  LOWBIT_CHECK(opts.val_fraction >= 0 && opts.val_fraction < 1, "prepare_data: val_fraction must be in [0, 1), got ",
-               opts.val_fraction);
-  LOWBIT_CHECK(opts.max_shard_tokens > 0, "prepare_data: max_shard_tokens must be positive");
-  const std::vector<std::string> files = list_inputs(inputs);
-  LOWBIT_CHECK(!files.empty(), "prepare_data: no input files");
-  std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  LOWBIT_CHECK(!ec, "prepare_data: cannot create ", out_dir, ": ", ec.message());
+  const std::vector<std::string> files = start(inputs, out_dir, opts.val_fraction, opts.max_shard_tokens);
 
   ChatPrepareResult r;
   const auto vocab = static_cast<uint32_t>(tokenizer.vocab_size());

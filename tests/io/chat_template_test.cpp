@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "../test_util.h"
 #include "lowbit/engine/error.h"
 #include "lowbit/io/chat_template.h"
 
@@ -16,13 +17,7 @@ namespace {
 
 using nlohmann::json;
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  EXPECT_TRUE(f.good()) << path;
-  std::ostringstream os;
-  os << f.rdbuf();
-  return os.str();
-}
+using test::read_bytes;
 
 const std::string kTok = std::string(LOWBIT_TEST_DATA_DIR) + "/tokenizer/";
 

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "../test_util.h"
 #include "lowbit/engine/error.h"
 #include "lowbit/io/tokenizer.h"
 
@@ -21,13 +22,7 @@ using nlohmann::json;
 
 const std::string kDir = std::string(LOWBIT_TEST_DATA_DIR) + "/tokenizer/";
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  EXPECT_TRUE(f.good()) << path;
-  std::ostringstream os;
-  os << f.rdbuf();
-  return os.str();
-}
+using test::read_bytes;
 
 const json& golden() {
   static const json g = json::parse(read_bytes(kDir + "golden_styles.json"));

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "../test_util.h"
 #include "lowbit/engine/error.h"
 
 namespace lowbit::tok {
@@ -26,13 +27,7 @@ using nlohmann::json;
 
 const std::string kDir = std::string(LOWBIT_TEST_DATA_DIR) + "/tokenizer/";
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  EXPECT_TRUE(f.good()) << path;
-  std::ostringstream os;
-  os << f.rdbuf();
-  return os.str();
-}
+using test::read_bytes;
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
