@@ -79,8 +79,12 @@ void copy_hf_tokenizer_files(const std::string& from, const std::string& to_dir,
   // Generated files first (tokenizer_config.json and special_tokens_map.json included), then the
   // source's own files over them: what the source had is kept as it was.
   t.save_files(to_dir);
+  // A config's add_bos_token / add_eos_token is in the generated tokenizer.json's template
+  // (transformers 5 reads only the template when there is a tokenizer.json): not the source's.
+  const bool template_rewritten = t.data().config.add_bos_token || t.data().config.add_eos_token;
   for (const std::string& f : hf_tokenizer_files()) {
     const std::string src = from_dir + "/" + f;
+    if (f == "tokenizer.json" && template_rewritten) continue;
     if (whole_dir && fs::exists(src)) write_file_atomic(to_dir + "/" + f, read_file(src, what), what);
   }
 }

@@ -196,13 +196,17 @@ class Tokenizer {
   std::string encoder_name() const;
   // A model directory: tokenizer.json, else tokenizer.model. Throws naming the directory.
   static Tokenizer from_directory(const std::string& dir);
-  std::string to_json() const;          // merges written in the [a, b] array form; not for SentencePiece
+  // Merges written in the [a, b] array form; the post-processor template is what encode adds
+  // (after tokenizer_config.json's add_bos_token / add_eos_token). A SentencePiece BPE model with
+  // the identity normalizer gets transformers' Llama-2 layout; other SentencePiece models throw.
+  std::string to_json() const;
   // Atomic (temp file + rename): tokenizer.json, or the .model bytes for SentencePiece.
   void save(const std::string& path) const;
   // "tokenizer.json" or "tokenizer.model": the file name save() should be given in a model dir.
   std::string file_name() const;
-  // Writes a model directory's tokenizer files: file_name(), tokenizer_config.json (bos/eos/pad/
-  // unk, add_bos_token, add_eos_token, chat_template when known, the added tokens) and
+  // Writes a model directory's tokenizer files: file_name() (a SentencePiece model: also its
+  // tokenizer.json form where it has one), tokenizer_config.json (bos/eos/pad/unk,
+  // add_bos_token, add_eos_token, chat_template when known, the added tokens) and
   // special_tokens_map.json, from config() completed by what the tokenizer itself shows.
   void save_files(const std::string& dir) const;
   // config() with bos/eos/unk and add_bos_token/add_eos_token filled in where the files were silent.

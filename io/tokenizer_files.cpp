@@ -123,23 +123,89 @@ int32_t Impl::lookup(std::string_view token) const {
   return it == file_vocab.end() ? -1 : it->second;
 }
 
+std::optional<std::string> Impl::known_token(std::initializer_list<const char*> names) const {
+  for (const char* n : names)
+    if (lookup(n) >= 0) return std::string(n);
+  return std::nullopt;
+}
+
+// A token the config names, else the template's own, else a well-known name (as transformers 5,
+// which takes the tokenizer's tokens when the config lists none).
 void Impl::apply_config() {
   const TokenizerConfig& c = data.config;
-  auto id_of = [&](const std::optional<std::string>& token, const char* key) {
-    LOWBIT_CHECK(token.has_value(), where(source), "tokenizer_config.json: add_", key, "_token is true but there is no ",
+  auto id_of = [&](const std::optional<std::string>& token, const std::vector<int32_t>& current,
+                   std::initializer_list<const char*> names, const char* key) {
+    if (!token && !current.empty()) return current.front();
+    const std::optional<std::string> name = token ? token : known_token(names);
+    LOWBIT_CHECK(name.has_value(), where(source), "tokenizer_config.json: add_", key, "_token is true but there is no ",
                  key, "_token");
-    const int32_t id = lookup(*token);
-    LOWBIT_CHECK(id >= 0, where(source), "tokenizer_config.json: ", key, "_token '", *token, "' is not in the vocabulary");
+    const int32_t id = lookup(*name);
+    LOWBIT_CHECK(id >= 0, where(source), "tokenizer_config.json: ", key, "_token '", *name, "' is not in the vocabulary");
     return id;
   };
   if (c.add_bos_token) {
+    const int32_t bos = *c.add_bos_token ? id_of(c.bos_token, template_prefix, kBosNames, "bos") : -1;
     template_prefix.clear();
-    if (*c.add_bos_token) template_prefix.push_back(id_of(c.bos_token, "bos"));
+    if (bos >= 0) template_prefix.push_back(bos);
   }
   if (c.add_eos_token) {
+    const int32_t eos = *c.add_eos_token ? id_of(c.eos_token, template_suffix, kEosNames, "eos") : -1;
     template_suffix.clear();
-    if (*c.add_eos_token) template_suffix.push_back(id_of(c.eos_token, "eos"));
+    if (eos >= 0) template_suffix.push_back(eos);
   }
+}
+
+TokenizerData Impl::json_data() const {
+  TokenizerData d;
+  if (sp) {
+    LOWBIT_CHECK(sp_bpe != nullptr, where(source),
+                 "this SentencePiece model has no tokenizer.json form (only identity-normalized BPE models do)");
+    d = sp_bpe->data;
+    for (size_t id = 0; id < id_kind.size(); ++id) {
+      if (id_kind[id] != 3) continue;
+      AddedToken t;
+      t.id = int32_t(id);
+      t.content = id_text[id];
+      d.added_tokens.push_back(t);
+    }
+    // transformers' Llama-2 layout of the decoders.
+    DecoderStep replace, fallback, fuse, strip;
+    replace.kind = DecoderStep::Kind::Replace;
+    replace.pattern = "\xE2\x96\x81";
+    replace.content = " ";
+    fallback.kind = DecoderStep::Kind::ByteFallback;
+    fuse.kind = DecoderStep::Kind::Fuse;
+    strip.kind = DecoderStep::Kind::Strip;
+    strip.content = " ";
+    strip.start = 1;
+    d.decoders = {replace, fallback, fuse};
+    if (!d.normalizers.empty() && d.normalizers[0].kind == NormalizerStep::Kind::Prepend) d.decoders.push_back(strip);
+  } else {
+    d = data;
+  }
+  const bool overridden = sp || data.config.add_bos_token || data.config.add_eos_token;
+  d.config = {};
+  if (!overridden) return d;
+  // The template of what encode adds.
+  PostProcessorConfig pp;
+  pp.has_byte_level = d.post_processor.has_byte_level;
+  pp.has_template = !template_prefix.empty() || !template_suffix.empty();
+  auto special = [&](int32_t id, int type_id, std::vector<TemplatePiece>& out) {
+    out.push_back({true, id_text[size_t(id)], type_id});
+    for (const TemplateSpecial& s : pp.specials)
+      if (s.name == id_text[size_t(id)]) return;
+    pp.specials.push_back({id_text[size_t(id)], {id}, {id_text[size_t(id)]}});
+  };
+  for (int32_t id : template_prefix) special(id, 0, pp.single);
+  pp.single.push_back({false, "A", 0});
+  for (int32_t id : template_suffix) special(id, 0, pp.single);
+  pp.pair = pp.single;
+  for (int32_t id : template_prefix) special(id, 1, pp.pair);
+  pp.pair.push_back({false, "B", 1});
+  for (int32_t id : template_suffix) special(id, 1, pp.pair);
+  if (!pp.has_template) pp.single.clear(), pp.pair.clear();
+  d.post_processor = pp;
+  return d;
 }
 
 }  // namespace detail
@@ -147,20 +213,10 @@ void Impl::apply_config() {
 TokenizerConfig Tokenizer::effective_config() const {
   const detail::Impl& im = *impl_;
   TokenizerConfig c = im.data.config;
-  auto first_present = [&](std::initializer_list<const char*> names) -> std::optional<std::string> {
-    for (const char* n : names)
-      if (im.lookup(n) >= 0) return std::string(n);
-    return std::nullopt;
-  };
-  if (im.sp) {
-    if (!c.bos_token && !im.template_prefix.empty()) c.bos_token = im.id_text[im.template_prefix[0]];
-    if (!c.bos_token) c.bos_token = first_present({"<s>"});
-    if (!c.eos_token) c.eos_token = first_present({"</s>"});
-  } else {
-    if (!c.bos_token && !im.template_prefix.empty()) c.bos_token = im.id_text[im.template_prefix[0]];
-    if (!c.bos_token) c.bos_token = first_present({"<|begin_of_text|>", "<s>", "<|startoftext|>"});
-    if (!c.eos_token) c.eos_token = first_present({"<|end_of_text|>", "<|endoftext|>", "</s>", "<|im_end|>", "<|eot_id|>"});
-  }
+  if (!c.bos_token && !im.template_prefix.empty()) c.bos_token = im.id_text[im.template_prefix[0]];
+  if (!c.bos_token) c.bos_token = im.known_token(detail::kBosNames);
+  if (!c.eos_token && !im.template_suffix.empty()) c.eos_token = im.id_text[im.template_suffix[0]];
+  if (!c.eos_token) c.eos_token = im.known_token(detail::kEosNames);
   if (!c.unk_token && im.data.unk_token) c.unk_token = im.data.unk_token;
   if (!c.add_bos_token) c.add_bos_token = !im.template_prefix.empty();
   if (!c.add_eos_token) c.add_eos_token = !im.template_suffix.empty();
@@ -173,11 +229,15 @@ void Tokenizer::save_files(const std::string& dir) const {
   fs::create_directories(dir, ec);
   LOWBIT_CHECK(!ec, "tokenizer: cannot create ", dir, ": ", ec.message());
   save((fs::path(dir) / file_name()).string());
+  // A SentencePiece model gets its tokenizer.json form too where it has one: transformers 5's own
+  // conversion of tokenizer.model (a Metaspace layout) encodes some texts differently.
+  const bool json_too = im.sp && im.sp_bpe;
+  if (json_too) io::write_file_atomic((fs::path(dir) / "tokenizer.json").string(), to_json(), "tokenizer");
   const TokenizerConfig c = effective_config();
   ojson cfg, map;
   // transformers 5 builds a tokenizers-backed tokenizer from tokenizer.json for this class; a
-  // SentencePiece-only directory needs the Llama class, which converts tokenizer.model.
-  cfg["tokenizer_class"] = im.sp ? "LlamaTokenizer" : "PreTrainedTokenizerFast";
+  // directory with only tokenizer.model needs the Llama class, which converts it.
+  cfg["tokenizer_class"] = im.sp && !json_too ? "LlamaTokenizer" : "PreTrainedTokenizerFast";
   for (const auto& [key, value] : {std::pair{"bos_token", &c.bos_token}, std::pair{"eos_token", &c.eos_token},
                                    std::pair{"pad_token", &c.pad_token}, std::pair{"unk_token", &c.unk_token}}) {
     cfg[key] = *value ? ojson(**value) : ojson(nullptr);

@@ -6,6 +6,8 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
+#include <optional>
 #include <memory>
 #include <shared_mutex>
 #include <string>
@@ -166,7 +168,17 @@ struct Impl {
  public:
   // The id of a token as spelled in the file (added tokens first); -1 when none.
   int32_t lookup(std::string_view token) const;
+  // The first of names the vocabulary has.
+  std::optional<std::string> known_token(std::initializer_list<const char*> names) const;
+  // The tokenizer.json form of this tokenizer: data, with a post-processor template that adds
+  // what encode adds; for a SentencePiece model with the BPE path, its Llama-2 layout.
+  TokenizerData json_data() const;
 };
+
+// Well-known bos / eos tokens, in order of preference.
+inline constexpr std::initializer_list<const char*> kBosNames = {"<|begin_of_text|>", "<s>", "<|startoftext|>"};
+inline constexpr std::initializer_list<const char*> kEosNames = {"<|end_of_text|>", "<|endoftext|>", "</s>", "<|im_end|>",
+                                                                 "<|eot_id|>"};
 
 TokenizerData read_tokenizer_json(std::string_view json_text, const std::string& source);
 

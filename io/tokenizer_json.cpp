@@ -527,9 +527,7 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& so
 }
 
 std::string Tokenizer::to_json() const {
-  const TokenizerData& d = data();
-  LOWBIT_CHECK(!d.is_sentencepiece(), detail::where(impl_->source),
-               "a SentencePiece model has no tokenizer.json form (save it as tokenizer.model)");
+  const TokenizerData d = impl_->json_data();
   ojson j;
   j["version"] = "1.0";
   j["truncation"] = nullptr;

@@ -160,7 +160,26 @@ TEST(TokenizerStyles, SentencePieceBpePathEqualsLibsentencepiece) {
   EXPECT_EQ(Tokenizer::from_file(kDir + "llama2_style.tokenizer.json").encoder_name(), "BPE");
 }
 
-// A SentencePiece model: pieces, scores and types from the model; not writable as JSON.
+// tokenizer_config.json's add_bos_token / add_eos_token change what encode adds, and the
+// tokenizer.json written from it carries that template (transformers 5 reads only the template).
+TEST(TokenizerStyles, ConfigAddBosAndEosOverrideTheTemplate) {
+  TokenizerData d = Tokenizer::from_file(kDir + "llama2_style.tokenizer.json").data();
+  const Tokenizer plain(d, "plain");
+  d.config.add_bos_token = false;
+  d.config.add_eos_token = true;  // no eos_token named: the well-known </s>
+  const Tokenizer t(d, "config");
+  const auto ids = plain.encode("Hello world");
+  EXPECT_EQ(plain.encode("Hello world", true).front(), 1);
+  std::vector<int32_t> want = ids;
+  want.push_back(2);
+  EXPECT_EQ(t.encode("Hello world", true), want);
+  const Tokenizer back = Tokenizer::from_json(t.to_json(), "written");
+  EXPECT_FALSE(back.data().config.add_bos_token.has_value());
+  EXPECT_EQ(back.encode("Hello world", true), want);
+  EXPECT_EQ(*t.effective_config().eos_token, "</s>");
+}
+
+// A SentencePiece model: pieces, scores and types from the model.
 TEST(TokenizerStyles, SentencePieceModelMetadata) {
   const Tokenizer t = Tokenizer::from_file(kDir + "llama2_style.model");
   const TokenizerData& d = t.data();
@@ -175,8 +194,25 @@ TEST(TokenizerStyles, SentencePieceModelMetadata) {
   EXPECT_EQ(d.piece_types[*t.token_to_id("<0x41>")], TokenizerData::PieceType::Byte);
   EXPECT_TRUE(t.is_special(1));
   EXPECT_FALSE(t.token_to_id("no such piece").has_value());
-  EXPECT_THROW(t.to_json(), Error);
   EXPECT_THROW(t.pre_tokenize("x"), Error);
+  // Its tokenizer.json form (transformers' Llama-2 layout) encodes and decodes as the model does,
+  // but for special-token strings in the text (SentencePiece treats them as text).
+  const Tokenizer j = Tokenizer::from_json(t.to_json(), "converted");
+  EXPECT_EQ(j.encoder_name(), "BPE");
+  for (const json& c : golden()["cases"]) {
+    if (!c.contains("text")) continue;
+    const std::string text = c["text"];
+    if (text.find("<s>") != std::string::npos || text.find("</s>") != std::string::npos ||
+        text.find("<unk>") != std::string::npos)
+      continue;
+    EXPECT_EQ(j.encode(text, true), t.encode(text, true)) << printable(text);
+    const auto ids = t.encode(text);
+    EXPECT_EQ(j.decode(ids), t.decode(ids)) << printable(text);
+  }
+  TokenizerData lib;
+  lib.sentencepiece_model = t.data().sentencepiece_model;
+  lib.sentencepiece_library_encoder = true;
+  EXPECT_THROW(Tokenizer(lib, "library").to_json(), Error);
   // A tokenizer.model that is not a model: one-line error naming the file.
   const std::string bad = ::testing::TempDir() + "/not_a.model";
   std::ofstream(bad) << "{\"model\": 1}";
