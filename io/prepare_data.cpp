@@ -45,6 +45,7 @@ std::vector<std::string> list_inputs(const std::vector<std::string>& inputs) {
 }  // namespace
 
 std::string read_text_input(const std::string& path) {
+  LOWBIT_CHECK(!fs::is_directory(path), "input ", path, " is a directory: name the text files in it");
   std::string text = read_file(path, "input");
   LOWBIT_CHECK(!text.empty(), "input ", path, " is empty");
   if (!tok::is_valid_utf8(text)) {

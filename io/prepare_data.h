@@ -28,7 +28,8 @@ struct PrepareResult {
   uint64_t train_documents = 0, val_documents = 0, train_tokens = 0, val_tokens = 0, input_bytes = 0;
 };
 
-// A text input file: its bytes; an empty file or invalid UTF-8 is an error naming the path.
+// A text input file: its bytes; a directory, an empty file or invalid UTF-8 is an error naming
+// the path.
 std::string read_text_input(const std::string& path);
 
 using EncodeFn = std::function<std::vector<uint32_t>(std::string_view text)>;

@@ -69,7 +69,11 @@ int run_chat(const tools::Args& args, const std::string& out) {
     LOWBIT_CHECK(parsed.has_value(), "option --template: unknown template '", *name, "' (", io::chat_template_names(), ")");
     o.chat_template = *parsed;
   } else {
-    o.chat_template = io::default_chat_template(model_type_near(*tok_path), t, t.data().config.chat_template);
+    try {
+      o.chat_template = io::default_chat_template(model_type_near(*tok_path), t, t.data().config.chat_template);
+    } catch (const Error& e) {
+      throw Error("option --template is needed: " + error_text(e.what()));
+    }
   }
   o.chat.date_string = args.get_or("date-string", o.chat.date_string);
   o.val_fraction = args.get_double("val-fraction", 0.01);
