@@ -103,13 +103,31 @@ w(T + "bad_short.bin", b"LBTOKENS")
 w(T + "bad_magic.bin", shard([1, 0], magic=b"XXTOKENS"))
 w(T + "bad_header_crc.bin", shard([1, 0], fix_header_crc=False))
 w(T + "bad_data_crc.bin", shard([1, 0], fix_data_crc=False))
-w(T + "bad_version.bin", shard([1, 0], version=2))
+w(T + "bad_version.bin", shard([1, 0], version=3))
 w(T + "bad_token_bytes.bin", shard([1, 0], token_bytes=2)[:12] + b"\x03\x00\x00\x00" + shard([1, 0])[16:])
 w(T + "bad_token_out_of_vocab.bin", shard([150, 0], vocab=100))
 w(T + "bad_count_mismatch.bin", shard([1, 2, 0], num_tokens=5))
 w(T + "bad_eos_out_of_vocab.bin", shard([1, 0], eos=100))
 w(T + "bad_vocab_too_big_for_u16.bin", shard([1, 0], vocab=70000))
 w(T + "bad_count_overflow.bin", shard([1, 0], num_tokens=(1 << 63)))
+
+# Chat shards (version 2): tokens, padding to 8 bytes, example offsets (u64), loss mask bytes;
+# the header checksum also covers bytes 48..63 (the flags).
+def chat_shard(tokens, offsets, mask, vocab=100, eos=0, flags=1, num_tokens=None, ndocs=None):
+    data = struct.pack("<%dH" % len(tokens), *tokens)
+    data += bytes(-len(data) % 8)
+    data += struct.pack("<%dQ" % len(offsets), *offsets) + bytes(mask)
+    n = len(tokens) if num_tokens is None else num_tokens
+    docs = len(offsets) - 1 if ndocs is None else ndocs
+    h = b"LBTOKENS" + struct.pack("<IIQQIII", 2, 2, n, docs, vocab, eos, crc32c(data))
+    tail = struct.pack("<I", flags) + bytes(12)
+    return h + struct.pack("<I", crc32c(h + tail)) + tail + data
+
+w(T + "ok_chat.bin", chat_shard([1, 5, 6, 1, 7], [0, 3, 5], [0, 1, 1, 0, 1]))
+w(T + "bad_chat_mask_value.bin", chat_shard([1, 5, 6], [0, 3], [0, 2, 1]))
+w(T + "bad_chat_offsets.bin", chat_shard([1, 5, 6, 7], [0, 3, 2], [0, 1, 1, 1]))
+w(T + "bad_chat_flags.bin", chat_shard([1, 5], [0, 2], [0, 1], flags=3))
+w(T + "bad_chat_size.bin", chat_shard([1, 5, 6], [0, 3], [0, 1, 1], num_tokens=4))
 
 # ---- tokenizer.json ----------------------------------------------------------------------
 import copy
@@ -151,7 +169,7 @@ tok("bad_array", raw="[]")
 tok("bad_missing_model", lambda t: t.pop("model"))
 tok("bad_wordpiece", lambda t: t["model"].__setitem__("type", "WordPiece"))
 tok("bad_merge_unknown_token", lambda t: t["model"].__setitem__("merges", ["\u0120 zz"]))
-tok("bad_normalizer", lambda t: t.__setitem__("normalizer", {"type": "NFC"}))
+tok("bad_normalizer", lambda t: t.__setitem__("normalizer", {"type": "Precompiled", "precompiled_charsmap": "AAAA"}))
 tok("bad_vocab_type", lambda t: t["model"].__setitem__("vocab", [1, 2]))
 tok("bad_dropout", lambda t: t["model"].__setitem__("dropout", 0.1))
 tok("bad_decoder", lambda t: t.__setitem__("decoder", {"type": "WordPiece"}))
