@@ -2,6 +2,7 @@
 
 #include "lowbit/io/tokenizer.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -171,7 +172,19 @@ void save_hf_model(const models::CausalLM& model, const std::string& dir, const 
     if (model_file && !written.count(n)) fs::remove(e.path());
   }
 
-  const models::ModelConfig& c = model.config();
+  // A config without bos/eos ids (a model pretrained here) takes them from its tokenizer: its
+  // bos, its eos and the end-of-turn tokens it has, so HF generate() stops where ours does.
+  models::ModelConfig c = model.config();
+  if (!opts.tokenizer_dir.empty() && !c.bos_token_id && c.eos_token_ids.empty()) {
+    const tok::Tokenizer t = tok::Tokenizer::from_file(opts.tokenizer_dir);
+    const tok::TokenizerConfig tc = t.effective_config();
+    if (tc.bos_token) c.bos_token_id = t.token_to_id(*tc.bos_token);
+    if (tc.eos_token) c.eos_token_ids.push_back(*t.token_to_id(*tc.eos_token));
+    for (const char* end_of_turn : {"<|eot_id|>", "<|im_end|>"})
+      if (const auto id = t.token_to_id(end_of_turn))
+        if (std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), *id) == c.eos_token_ids.end())
+          c.eos_token_ids.push_back(*id);
+  }
   write_file_atomic(dir + "/config.json", models::model_config_to_json(c, opts.dtype), "hf model");
   json gen = {{"_from_model_config", true}};
   if (c.bos_token_id) gen["bos_token_id"] = *c.bos_token_id;

@@ -89,6 +89,13 @@ TEST(HfModel, SaveLoadRoundTripsSingleAndSharded) {
   EXPECT_EQ(cfg["added_tokens_decoder"]["2002"]["content"], "<|eot_id|>");
   const auto map = nlohmann::json::parse(read_file(d + "/withtok/special_tokens_map.json", "t"));
   EXPECT_EQ(map["eos_token"], "<|end_of_text|>");
+  // The model's config had no bos/eos ids: config.json and generation_config.json take the
+  // tokenizer's, with its end-of-turn token, so HF generate() stops at <|eot_id|> too.
+  for (const char* f : {"/withtok/config.json", "/withtok/generation_config.json"}) {
+    const auto mc = nlohmann::json::parse(read_file(d + f, "t"));
+    EXPECT_EQ(mc["bos_token_id"], 0) << f;
+    EXPECT_EQ(mc["eos_token_id"], nlohmann::json::array({1, 2002})) << f;
+  }
   // A source tokenizer_config.json is kept as it was, and read back with its settings.
   write_file_atomic(d + "/tok/tokenizer_config.json",
                     R"({"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "add_bos_token": false,
