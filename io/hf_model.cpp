@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "lowbit/engine/autograd/grad_mode.h"
@@ -65,14 +66,19 @@ const std::vector<std::string>& hf_tokenizer_files() {
   return files;
 }
 
-void copy_hf_tokenizer_files(const std::string& from, const std::string& to_dir, const std::string& what) {
-  tok::Tokenizer t = [&] {
-    try {
-      return tok::Tokenizer::from_file(from);
-    } catch (const Error& e) {
-      throw Error(what + ": tokenizer " + from + ": " + error_text(e.what()));
-    }
-  }();
+namespace {
+
+tok::Tokenizer load_tokenizer(const std::string& from, const std::string& what) {
+  try {
+    return tok::Tokenizer::from_file(from);
+  } catch (const Error& e) {
+    throw Error(what + ": tokenizer " + from + ": " + error_text(e.what()));
+  }
+}
+
+// t, loaded from `from`, into to_dir (see copy_hf_tokenizer_files).
+void write_tokenizer_files(const tok::Tokenizer& t, const std::string& from, const std::string& to_dir,
+                           const std::string& what) {
   // A tokenizer file of another name: only it (as the standard name) and the generated files.
   const std::string from_dir = fs::is_directory(from) ? from : fs::path(from).parent_path().string();
   const bool whole_dir =
@@ -88,6 +94,12 @@ void copy_hf_tokenizer_files(const std::string& from, const std::string& to_dir,
     if (f == "tokenizer.json" && template_rewritten) continue;
     if (whole_dir && fs::exists(src)) write_file_atomic(to_dir + "/" + f, read_file(src, what), what);
   }
+}
+
+}  // namespace
+
+void copy_hf_tokenizer_files(const std::string& from, const std::string& to_dir, const std::string& what) {
+  write_tokenizer_files(load_tokenizer(from, what), from, to_dir, what);
 }
 
 void load_hf_weights(const models::CausalLM& model, const std::string& dir) {
@@ -175,13 +187,14 @@ void save_hf_model(const models::CausalLM& model, const std::string& dir, const 
   // A config without bos/eos ids (a model pretrained here) takes them from its tokenizer: its
   // bos, its eos and the end-of-turn tokens it has, so HF generate() stops where ours does.
   models::ModelConfig c = model.config();
-  if (!opts.tokenizer_dir.empty() && !c.bos_token_id && c.eos_token_ids.empty()) {
-    const tok::Tokenizer t = tok::Tokenizer::from_file(opts.tokenizer_dir);
-    const tok::TokenizerConfig tc = t.effective_config();
-    if (tc.bos_token) c.bos_token_id = t.token_to_id(*tc.bos_token);
-    if (tc.eos_token) c.eos_token_ids.push_back(*t.token_to_id(*tc.eos_token));
+  std::optional<tok::Tokenizer> t;
+  if (!opts.tokenizer_dir.empty()) t = load_tokenizer(opts.tokenizer_dir, "hf model");
+  if (t && !c.bos_token_id && c.eos_token_ids.empty()) {
+    const tok::TokenizerConfig tc = t->effective_config();
+    if (tc.bos_token) c.bos_token_id = t->token_to_id(*tc.bos_token);
+    if (tc.eos_token) c.eos_token_ids.push_back(*t->token_to_id(*tc.eos_token));
     for (const char* end_of_turn : {"<|eot_id|>", "<|im_end|>"})
-      if (const auto id = t.token_to_id(end_of_turn))
+      if (const auto id = t->token_to_id(end_of_turn))
         if (std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), *id) == c.eos_token_ids.end())
           c.eos_token_ids.push_back(*id);
   }
@@ -191,7 +204,7 @@ void save_hf_model(const models::CausalLM& model, const std::string& dir, const 
   if (c.eos_token_ids.size() == 1) gen["eos_token_id"] = c.eos_token_ids[0];
   if (c.eos_token_ids.size() > 1) gen["eos_token_id"] = c.eos_token_ids;
   write_file_atomic(dir + "/generation_config.json", gen.dump(2) + "\n", "hf model");
-  if (!opts.tokenizer_dir.empty()) copy_hf_tokenizer_files(opts.tokenizer_dir, dir, "hf model");
+  if (t) write_tokenizer_files(*t, opts.tokenizer_dir, dir, "hf model");
 }
 
 }  // namespace lowbit::io

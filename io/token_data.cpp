@@ -109,9 +109,8 @@ void TokenShardWriter::append_tokens(const std::vector<uint32_t>& tokens) {
 void TokenShardWriter::add_document(const std::vector<uint32_t>& tokens) {
   LOWBIT_CHECK(!closed_, "token shard ", path_, ": add_document after close");
   LOWBIT_CHECK(!chat_, "token shard ", path_, ": add_document on a chat shard (use add_example)");
-  std::vector<uint32_t> doc = tokens;
-  doc.push_back(eos_);
-  append_tokens(doc);
+  append_tokens(tokens);  // checks every id before it writes any
+  append_tokens({eos_});
   ++num_docs_;
 }
 

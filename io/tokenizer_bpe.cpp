@@ -353,15 +353,8 @@ std::vector<std::string> Tokenizer::pre_tokenize(std::string_view text) const {
 }
 
 std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
-  if (impl_->sp) {
-    auto it = impl_->file_vocab.find(token);
-    return it == impl_->file_vocab.end() ? std::nullopt : std::optional<int32_t>(it->second);
-  }
-  for (const AddedToken& t : impl_->added)
-    if (t.content == token) return t.id;
-  auto it = impl_->file_vocab.find(token);
-  if (it == impl_->file_vocab.end()) return std::nullopt;
-  return it->second;
+  const int32_t id = impl_->lookup(token);
+  return id < 0 ? std::nullopt : std::optional<int32_t>(id);
 }
 
 std::optional<std::string> Tokenizer::id_to_token(int32_t id) const {

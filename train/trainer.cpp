@@ -78,9 +78,8 @@ void prepare_text(const Config& c, const std::string& run, std::vector<std::stri
     t = tok::train_bpe(texts, o);
   }
   t->save_files(run);
-  std::optional<int32_t> eos;
-  for (const char* name : {"<|endoftext|>", "<|end_of_text|>", "</s>"})
-    if ((eos = t->token_to_id(name))) break;
+  const std::optional<std::string> eos_token = t->effective_config().eos_token;
+  const std::optional<int32_t> eos = eos_token ? t->token_to_id(*eos_token) : std::nullopt;
   LOWBIT_CHECK(eos.has_value(), "key 'data.tokenizer': the tokenizer has no end-of-text token");
   io::PrepareOptions po;
   po.doc_separator = c.s("data.doc_separator");
